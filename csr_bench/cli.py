@@ -1,0 +1,160 @@
+"""The `csr-bench` command line (typer + rich).
+
+Every user error surfaces as one line on stderr and exit code 2, with no traceback (see `main`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from csr_bench.errors import UserError
+
+app = typer.Typer(
+    name="csr-bench",
+    help="Evaluate vision-language models with official-scorer suites, improve them with CSR, and report honest deltas.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+score_app = typer.Typer(help="Score predictions made elsewhere into a run folder (no model needed).", no_args_is_help=True)
+app.add_typer(score_app, name="score")
+
+out_console = Console()
+err_console = Console(stderr=True)
+
+
+def _print_json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def _warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+
+@app.command("suites")
+def suites_cmd() -> None:
+    """List the registered suites."""
+    from csr_bench.core.registry import suites
+
+    table = Table("suite", "description", "statistics per unit")
+    for name in suites.names():
+        cls = suites.get(name)
+        table.add_row(name, getattr(cls, "description", "") or "", ", ".join(getattr(cls, "stat_names", ())))
+    out_console.print(table)
+
+
+def _finish_scoring(suite, pairs, *, predictions: Path, out: Optional[Path], model_name: Optional[str], as_json: bool) -> None:
+    from csr_bench.runner.scoring import offline_manifest, score_pairs, summarize
+    from csr_bench.runner.store import write_run_atomically
+
+    samples = score_pairs(suite, pairs)
+    summary = summarize(suite, samples)
+    for note in summary["notes"]:
+        _warn(note)
+    if out is not None:
+        manifest = offline_manifest(
+            suite, model_name=model_name or predictions.stem, n_items=len(samples), predictions_file=str(predictions)
+        )
+        write_run_atomically(out, manifest, samples, summary)
+    if as_json:
+        _print_json({"suite": suite.name, "n": len(samples), "metrics": summary["metrics"]})
+        return
+    table = Table("metric", "value", "95% interval", title=f"{suite.name}: {len(samples)} items, {summary['n_units']} units")
+    ivals = summary["intervals"]["values"]
+    for name, value in summary["metrics"].items():
+        lo, hi = ivals[name]["low"], ivals[name]["high"]
+        table.add_row(
+            name,
+            "null" if value is None else f"{value:.4f}",
+            "" if lo is None else f"[{lo:.4f}, {hi:.4f}]",
+        )
+    out_console.print(table)
+    if out is not None:
+        out_console.print(f"run written to {out}")
+
+
+@score_app.command("pope")
+def score_pope(
+    questions: Path = typer.Option(..., help="POPE question file (JSON Lines: question_id, image, text, label)."),
+    answers: Path = typer.Option(..., help="Answer file (JSON Lines: question_id and answer, or LLaVA's text)."),
+    parser: str = typer.Option("rucaibox", help="Answer parser: rucaibox (official POPE), opera, strict (lmms-eval)."),
+    out: Optional[Path] = typer.Option(None, help="Write a run folder here."),
+    model_name: Optional[str] = typer.Option(None, help="Model label in the run (default: the answer file's stem)."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"suite", "n", "metrics"} as JSON.'),
+) -> None:
+    """Score POPE answers exactly like the official POPE evaluate.py (or another parser)."""
+    from csr_bench.suites.pope import PopeSuite
+
+    suite = PopeSuite(questions, parser=parser)
+    by_id = {item.id: item for item in suite.items()}
+    outputs = suite.read_predictions(answers)
+    pairs = [(by_id[i], outputs[i]) for i in by_id]
+    _finish_scoring(suite, pairs, predictions=answers, out=out, model_name=model_name, as_json=as_json)
+
+
+@app.command("compare")
+def compare_cmd(
+    baseline: Path = typer.Argument(..., help="Baseline run folder (or a folder of its runs, one per seed)."),
+    candidate: Path = typer.Argument(..., help="Candidate run folder (or a folder of its runs, one per seed)."),
+    resamples: int = typer.Option(10_000, help="Bootstrap resamples."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as a JSON list."),
+) -> None:
+    """Paired comparison: delta, 95% interval, p-value and Holm-adjusted p-value per metric."""
+    from csr_bench.report.compare import compare_runs
+    from csr_bench.runner.store import find_runs
+
+    if resamples < 100:
+        raise UserError(f"--resamples {resamples}: expected at least 100")
+    rows = compare_runs(find_runs([baseline]), find_runs([candidate]), n_resamples=resamples, seed=seed)
+    if as_json:
+        keys = ("suite", "metric", "baseline", "candidate", "delta", "low", "high", "p_value", "p_adjusted", "significant")
+        _print_json([{k: r[k] for k in keys} for r in rows])
+        return
+    table = Table("suite", "metric", "baseline", "candidate", "Δ", "95% CI", "p", "p (Holm)", "", title=f"{candidate} vs {baseline}")
+    f = lambda x: "null" if x is None else f"{x:.4f}"  # noqa: E731
+    for r in rows:
+        table.add_row(
+            r["suite"], r["metric"], f(r["baseline"]), f(r["candidate"]), f(r["delta"]),
+            f"[{f(r['low'])}, {f(r['high'])}]", f(r["p_value"]), f(r["p_adjusted"]), "*" if r["significant"] else "",
+        )
+    out_console.print(table)
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    runs: list[Path] = typer.Argument(..., help="Run folders, or folders holding run folders."),
+    out: Path = typer.Option(..., help="Markdown file to write; the forest plot goes beside it."),
+    baseline: Optional[str] = typer.Option(None, help="Model label to compare against (default: the first model)."),
+    plot: Optional[Path] = typer.Option(None, help="Forest plot PNG (default: OUT's stem + '-forest.png')."),
+    title: str = typer.Option("Leaderboard", help="Title of the markdown page."),
+    resamples: int = typer.Option(10_000, help="Bootstrap resamples."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+) -> None:
+    """Models × metrics with intervals, and deltas against a baseline with Holm-adjusted p-values and MDE."""
+    from csr_bench.report.leaderboard import build_leaderboard, write_leaderboard
+    from csr_bench.runner.store import find_runs
+
+    board = build_leaderboard(find_runs(runs), baseline=baseline, n_resamples=resamples, seed=seed, title=title)
+    md, png = write_leaderboard(board, out, plot)
+    out_console.print(f"wrote {md}" + (f" and {png}" if png else ""))
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        app()
+    except UserError as e:
+        err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", markup=False)
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""Reporter: paired comparisons of runs, leaderboards and forest plots."""

@@ -1,0 +1,1 @@
+"""Runner: evaluate or score into resumable run folders."""
