@@ -100,6 +100,48 @@ def score_pope(
     _finish_scoring(suite, pairs, predictions=answers, out=out, model_name=model_name, as_json=as_json)
 
 
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{option} '{text}': expected comma-separated integers, e.g. 0,1,2") from None
+    if not values:
+        raise UserError(f"{option} is empty")
+    return values
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option(..., help="Model spec: 'tiny', 'hf:PATH_OR_HUB_ID' or a checkpoint folder."),
+    suite: str = typer.Option(..., help="Task names, comma-separated (world tasks with --world, else one suite)."),
+    out: Path = typer.Option(..., help="Results folder; runs go to OUT/<name>/<task>/seed<k>."),
+    world: Optional[Path] = typer.Option(None, help="A world folder from 'csr-bench world generate'."),
+    data: Optional[Path] = typer.Option(None, help="The suite's data file or folder (real data)."),
+    image_root: Optional[Path] = typer.Option(None, help="Folder the data's image paths are relative to."),
+    seeds: str = typer.Option("0", help="Decoding seeds, comma-separated."),
+    name: Optional[str] = typer.Option(None, help="Model label in runs and leaderboards (default from the spec)."),
+    batch_size: int = typer.Option(8, min=1, help="Generation batch size."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N items of each task."),
+    max_new_tokens: Optional[int] = typer.Option(None, min=1, help="Override the suite's generation length."),
+    do_sample: bool = typer.Option(False, "--sample", help="Sample instead of greedy decoding."),
+    temperature: float = typer.Option(1.0, help="Sampling temperature (with --sample)."),
+    num_beams: int = typer.Option(1, min=1, help="Beam search width (1: greedy or sampling)."),
+) -> None:
+    """Evaluate a model on suites (resumable: rerun the same command to continue a killed run)."""
+    from csr_bench.runner.evaluate import evaluate
+    from csr_bench.runner.tasks import resolve_tasks
+
+    tasks = resolve_tasks([s.strip() for s in suite.split(",") if s.strip()], world=world, data=data, image_root=image_root)
+    run_dirs = evaluate(
+        model, tasks, out=out, seeds=_int_list(seeds, "--seeds"), name=name, batch_size=batch_size, limit=limit,
+        max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, num_beams=num_beams,
+    )
+    for d in run_dirs:
+        metrics = json.loads((d / "metrics.json").read_text())["metrics"]
+        shown = ", ".join(f"{k}={'null' if v is None else f'{v:.4f}'}" for k, v in list(metrics.items())[:6])
+        out_console.print(f"{d}: {shown}")
+
+
 @app.command("compare")
 def compare_cmd(
     baseline: Path = typer.Argument(..., help="Baseline run folder (or a folder of its runs, one per seed)."),

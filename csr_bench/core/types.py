@@ -116,6 +116,8 @@ class RunManifest:
     data_fingerprint: str
     n_items: int
     config: dict[str, Any] = field(default_factory=dict)
+    # The task label (e.g. "pope_adversarial" for one POPE split); runs group and compare by it.
+    task: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
     finished: str | None = None
@@ -131,10 +133,15 @@ class RunManifest:
         known = {f for f in RunManifest.__dataclass_fields__}
         return RunManifest(**{k: v for k, v in d.items() if k in known})
 
+    @property
+    def task_name(self) -> str:
+        return self.task or self.suite
+
     def identity(self) -> dict[str, Any]:
         """What must match for a rerun into the same folder to resume it."""
         return {
             "suite": self.suite,
+            "task": self.task_name,
             "suite_config": self.suite_config,
             "model": self.model.get("fingerprint", self.model),
             "seed": self.seed,

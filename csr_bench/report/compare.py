@@ -21,7 +21,7 @@ class RunGroup:
     """Runs of one model on one suite (same scorer configuration), one per seed, aligned on units."""
 
     label: str
-    suite_name: str
+    suite_name: str  # the task label (suite name, or e.g. "pope_adversarial")
     suite_config: dict[str, Any]
     runs: list[Run]
     units: list[str] = field(default_factory=list)
@@ -56,10 +56,12 @@ def group_runs(runs: Sequence[Run]) -> list[RunGroup]:
     groups: dict[tuple[str, str, str], RunGroup] = {}
     for run in runs:
         m = run.manifest
-        key = (run.label, m.suite, json.dumps(m.suite_config, sort_keys=True))
+        key = (run.label, m.task_name, json.dumps(m.suite_config, sort_keys=True))
         g = groups.get(key)
         if g is None:
-            g = groups[key] = RunGroup(run.label, m.suite, dict(m.suite_config), [])
+            g = groups[key] = RunGroup(run.label, m.task_name, dict(m.suite_config), [])
+        elif g.runs[0].manifest.data_fingerprint != m.data_fingerprint:
+            raise UserError(f"{run.path} and {g.runs[0].path}: runs of '{run.label}' on {m.task_name} read different data")
         if any(r.manifest.seed == m.seed for r in g.runs):
             other = next(r for r in g.runs if r.manifest.seed == m.seed)
             raise UserError(f"{run.path} and {other.path}: two runs of model '{run.label}' on {m.suite} with the same seed {m.seed}")
@@ -107,6 +109,8 @@ def compare_groups(
             f"{base.runs[0].path} and {cand.runs[0].path}: different suites or scorer settings "
             f"({base.suite_name}: {base.variant or 'default'} vs {cand.suite_name}: {cand.variant or 'default'})"
         )
+    if base.runs[0].manifest.data_fingerprint != cand.runs[0].manifest.data_fingerprint:
+        raise UserError(f"{base.runs[0].path} and {cand.runs[0].path}: runs of {base.suite_name} read different data files")
     check_same_units(base, cand)
     units = base.units
     a = base.aligned(units)

@@ -99,7 +99,9 @@ def score_pairs(suite: Suite, pairs: Iterable[tuple[Item, str | None]]) -> list[
     return samples
 
 
-def offline_manifest(suite: Suite, *, model_name: str, n_items: int, predictions_file: str, seed: int = 0) -> RunManifest:
+def offline_manifest(
+    suite: Suite, *, model_name: str, n_items: int, predictions_file: str, seed: int = 0, task: str = ""
+) -> RunManifest:
     from csr_bench.runner.store import package_versions
 
     return RunManifest(
@@ -111,5 +113,6 @@ def offline_manifest(suite: Suite, *, model_name: str, n_items: int, predictions
         data_fingerprint=suite.data_fingerprint(),
         n_items=n_items,
         config={"mode": "score"},
+        task=task or suite.name,
         versions=package_versions(("csr-bench", "numpy")),
     )
