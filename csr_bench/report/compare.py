@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -119,11 +118,9 @@ def compare_groups(
         resample_seeds = max(base.n_seeds, cand.n_seeds) > 1
     rows = []
     for m in metrics if metrics is not None else base.suite.metrics():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            r = paired_bootstrap(
-                _squeeze(a), _squeeze(b), m, n_resamples=n_resamples, seed=seed, resample_seeds=resample_seeds
-            )
+        r = paired_bootstrap(
+            _squeeze(a), _squeeze(b), m, n_resamples=n_resamples, seed=seed, resample_seeds=resample_seeds
+        )
         rows.append(
             {
                 "suite": base.suite_name,

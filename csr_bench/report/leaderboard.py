@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -50,10 +49,8 @@ def build_leaderboard(
     values: list[dict[str, Any]] = []
     for g in groups:
         for m in g.suite.headline_metrics():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                stats = g.stats[0] if g.n_seeds == 1 else g.stats
-                ci = bootstrap_ci(stats, m, n_resamples=n_resamples, seed=seed, resample_seeds=g.n_seeds > 1)
+            stats = g.stats[0] if g.n_seeds == 1 else g.stats
+            ci = bootstrap_ci(stats, m, n_resamples=n_resamples, seed=seed, resample_seeds=g.n_seeds > 1)
             values.append(
                 {"model": g.label, "suite": g.suite_name, "variant": g.variant, "metric": m.name,
                  "value": _clean(ci.value), "low": _clean(ci.low), "high": _clean(ci.high),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -69,9 +68,7 @@ def summarize(suite: Suite, samples: Sequence[Sample], *, seed: int = 0, n_resam
         if len(units) < 2:
             intervals[m.name] = {"low": None, "high": None}
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            ci = bootstrap_ci(matrix, m, n_resamples=n_resamples, confidence=CI_CONFIDENCE, seed=seed)
+        ci = bootstrap_ci(matrix, m, n_resamples=n_resamples, confidence=CI_CONFIDENCE, seed=seed)
         intervals[m.name] = {"low": _finite_or_none(ci.low), "high": _finite_or_none(ci.high)}
     return {
         "suite": suite.name,
