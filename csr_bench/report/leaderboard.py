@@ -144,21 +144,31 @@ def forest_plot(board: dict[str, Any], path: str | os.PathLike) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['model']} · {r['suite']} · {r['metric']}" for r in rows]
-    fig_h = max(2.0, 0.32 * len(rows) + 1.2)
-    fig, ax = plt.subplots(figsize=(8, fig_h))
-    y = np.arange(len(rows))[::-1]
-    for yi, r in zip(y, rows):
-        lo = r["low"] if r["low"] is not None else r["delta"]
-        hi = r["high"] if r["high"] is not None else r["delta"]
-        improved = (r["delta"] > 0) == bool(r.get("higher_is_better", True))
-        color = ("tab:green" if improved else "tab:red") if r["significant"] else "tab:gray"
-        ax.plot([lo, hi], [yi, yi], color=color, lw=2)
-        ax.plot([r["delta"]], [yi], "o", color=color)
-    ax.axvline(0.0, color="black", lw=0.8, ls="--")
-    ax.set_yticks(y)
-    ax.set_yticklabels(labels, fontsize=8)
-    ax.set_xlabel(f"Δ against {board['baseline']} (95% paired bootstrap interval; colour = Holm-significant)")
+    # One panel per task: metrics of different tasks live on different scales (MME sums vs fractions).
+    by_suite: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_suite.setdefault(r["suite"], []).append(r)
+    heights = [len(v) + 1.2 for v in by_suite.values()]
+    fig, axes = plt.subplots(
+        len(by_suite), 1, figsize=(8, 0.3 * sum(heights) + 0.8), gridspec_kw={"height_ratios": heights}, squeeze=False
+    )
+    for ax, (suite_name, suite_rows) in zip(axes[:, 0], by_suite.items()):
+        y = np.arange(len(suite_rows))[::-1]
+        for yi, r in zip(y, suite_rows):
+            lo = r["low"] if r["low"] is not None else r["delta"]
+            hi = r["high"] if r["high"] is not None else r["delta"]
+            improved = (r["delta"] > 0) == bool(r.get("higher_is_better", True))
+            color = ("tab:green" if improved else "tab:red") if r["significant"] else "tab:gray"
+            ax.plot([lo, hi], [yi, yi], color=color, lw=2)
+            ax.plot([r["delta"]], [yi], "o", color=color)
+        ax.axvline(0.0, color="black", lw=0.8, ls="--")
+        ax.set_yticks(y)
+        ax.set_yticklabels([f"{r['model']} · {r['metric']}" for r in suite_rows], fontsize=8)
+        ax.set_ylim(-0.7, len(suite_rows) - 0.3)
+        ax.set_title(suite_name, fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel(
+        f"Δ against {board['baseline']}: 95% paired bootstrap interval; green/red = Holm-significant better/worse"
+    )
     fig.tight_layout()
     tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
     fig.savefig(tmp, dpi=120)
