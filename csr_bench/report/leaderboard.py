@@ -157,8 +157,13 @@ def forest_plot(board: dict[str, Any], path: str | os.PathLike) -> bool:
         for yi, r in zip(y, suite_rows):
             lo = r["low"] if r["low"] is not None else r["delta"]
             hi = r["high"] if r["high"] is not None else r["delta"]
-            improved = (r["delta"] > 0) == bool(r.get("higher_is_better", True))
-            color = ("tab:green" if improved else "tab:red") if r["significant"] else "tab:gray"
+            direction = r.get("higher_is_better", True)
+            if not r["significant"]:
+                color = "tab:gray"
+            elif direction is None:
+                color = "tab:blue"
+            else:
+                color = "tab:green" if (r["delta"] > 0) == direction else "tab:red"
             ax.plot([lo, hi], [yi, yi], color=color, lw=2)
             ax.plot([r["delta"]], [yi], "o", color=color)
         ax.axvline(0.0, color="black", lw=0.8, ls="--")
@@ -167,7 +172,7 @@ def forest_plot(board: dict[str, Any], path: str | os.PathLike) -> bool:
         ax.set_ylim(-0.7, len(suite_rows) - 0.3)
         ax.set_title(suite_name, fontsize=9, loc="left")
     axes[-1, 0].set_xlabel(
-        f"Δ against {board['baseline']}: 95% paired bootstrap interval; green/red = Holm-significant better/worse"
+        f"Δ against {board['baseline']}: 95% paired bootstrap interval; green/red/blue = Holm-significant better/worse/neutral"
     )
     fig.tight_layout()
     tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")

@@ -25,7 +25,7 @@ class Metric:
 
     name: str
     fn: MetricFn
-    higher_is_better: bool = True
+    higher_is_better: bool | None = True  # None: no better direction (e.g. POPE's yes_ratio, ideal 0.5)
     description: str = ""
 
     def __call__(self, sums: np.ndarray) -> np.ndarray:

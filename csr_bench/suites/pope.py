@@ -103,7 +103,7 @@ POPE_METRICS = (
     Metric(
         "yes_ratio",
         ratio([TP, FP], ALL_COLUMNS),
-        higher_is_better=False,
+        higher_is_better=None,
         description='answers parsed as "yes" / all questions (0.5 is unbiased on POPE)',
     ),
     Metric(
