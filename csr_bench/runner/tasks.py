@@ -40,8 +40,8 @@ def world_tasks(world: str | Path) -> dict[str, Task]:
         f"pope_{split}": Task(f"pope_{split}", "pope", w / "pope" / f"coco_pope_{split}.json", {"image_root": val_images})
         for split in ("random", "popular", "adversarial")
     }
-    tasks["chair_probe"] = Task("chair_probe", "chair", w / "annotations", {"prompts": w / "captions" / "probe_prompts.jsonl", "image_root": val_images})
-    tasks["chair_val"] = Task("chair_val", "chair", w / "annotations", {"prompts": w / "captions" / "val_prompts.jsonl", "image_root": val_images})
+    tasks["chair_probe"] = Task("chair_probe", "chair", w / "annotations", {"prompts": w / "captions" / "probe_prompts.jsonl", "image_root": w})
+    tasks["chair_val"] = Task("chair_val", "chair", w / "annotations", {"prompts": w / "captions" / "val_prompts.jsonl", "image_root": w})
     tasks["mme"] = Task("mme", "mme", w / "mme")
     tasks["mmbench"] = Task("mmbench", "mmbench", w / "mmbench" / "mmbench_dev_en.tsv")
     return tasks
