@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 score_app = typer.Typer(help="Score predictions made elsewhere into a run folder (no model needed).", no_args_is_help=True)
 app.add_typer(score_app, name="score")
+world_app = typer.Typer(help="The embedded world: synthetic scenes in the official file formats, tiny models.", no_args_is_help=True)
+app.add_typer(world_app, name="world")
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -44,10 +46,11 @@ def suites_cmd() -> None:
     """List the registered suites."""
     from csr_bench.core.registry import suites
 
-    table = Table("suite", "description", "statistics per unit")
+    table = Table("suite", "description", "headline metrics")
     for name in suites.names():
         cls = suites.get(name)
-        table.add_row(name, getattr(cls, "description", "") or "", ", ".join(getattr(cls, "stat_names", ())))
+        headline = getattr(cls, "headline", None)
+        table.add_row(name, getattr(cls, "description", "") or "", ", ".join(headline) if headline else "all")
     out_console.print(table)
 
 
@@ -188,6 +191,47 @@ def leaderboard_cmd(
     board = build_leaderboard(find_runs(runs), baseline=baseline, n_resamples=resamples, seed=seed, title=title)
     md, png = write_leaderboard(board, out, plot)
     out_console.print(f"wrote {md}" + (f" and {png}" if png else ""))
+
+
+@world_app.command("generate")
+def world_generate(
+    out: Path = typer.Option(..., help="World folder to write (replaces an earlier world there)."),
+    seed: int = typer.Option(0, help="Seed: the same seed writes byte-identical files."),
+    quick: bool = typer.Option(False, "--quick", help="A smaller world (fewer images)."),
+) -> None:
+    """Write a synthetic world in the official formats (COCO, POPE, MME, MMBench, GQA, VizWiz)."""
+    import time
+
+    from csr_bench.world import WorldConfig, generate_world
+
+    t0 = time.perf_counter()
+    generate_world(out, seed=seed, config=WorldConfig.quick(seed=seed) if quick else WorldConfig(seed=seed))
+    out_console.print(f"world written to {out} in {time.perf_counter() - t0:.1f} s")
+
+
+@world_app.command("train")
+def world_train(
+    world: Path = typer.Option(..., help="World folder (from 'csr-bench world generate')."),
+    out: Path = typer.Option(..., help="Checkpoint folder to write."),
+    model: str = typer.Option("lvlm", help="Which tiny model: lvlm (LLaVA) or clip (open_clip)."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Training steps (default: the shipped recipe)."),
+    seed: int = typer.Option(0, help="Training seed."),
+) -> None:
+    """Train the tiny LLaVA or the tiny CLIP on a world (this is how the shipped checkpoints were made)."""
+    import torch
+
+    torch.set_num_threads(1)  # the shipped checkpoints were trained on one thread; results depend on it
+    kwargs = {} if steps is None else {"steps": steps}
+    if model == "lvlm":
+        from csr_bench.world.tiny_lvlm import train_tiny_llava as train
+    elif model == "clip":
+        from csr_bench.world.tiny_clip import train_tiny_clip as train
+    else:
+        raise UserError(f"--model '{model}': expected lvlm or clip")
+    summary = train(world, out, seed=seed, log=lambda msg: out_console.print(msg, highlight=False), **kwargs)
+    out_console.print(f"{model} checkpoint written to {out}")
+    if isinstance(summary, dict):
+        out_console.print({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
 
 
 def main() -> None:

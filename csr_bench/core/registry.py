@@ -63,8 +63,20 @@ class Registry:
         return self._objects[name]
 
 
-suites = Registry("suite", "csr_bench.suites", {"pope": "csr_bench.suites.pope:PopeSuite"})
-adapters = Registry("adapter", "csr_bench.adapters", {})
+BUILTIN_SUITES = {
+    "pope": "csr_bench.suites.pope:PopeSuite",
+    "mme": "csr_bench.suites.mme:MmeSuite",
+    "mmbench": "csr_bench.suites.mmbench:MmbenchSuite",
+    "seed_bench": "csr_bench.suites.seed_bench:SeedBenchSuite",
+    "scienceqa": "csr_bench.suites.scienceqa:ScienceQASuite",
+    "gqa": "csr_bench.suites.gqa:GQASuite",
+    "vizwiz": "csr_bench.suites.vizwiz:VizWizSuite",
+    "llava_wild": "csr_bench.suites.llava_wild:LlavaWildSuite",
+    "mmvet": "csr_bench.suites.mmvet:MMVetSuite",
+}
+
+suites = Registry("suite", "csr_bench.suites", BUILTIN_SUITES)
+adapters = Registry("adapter", "csr_bench.adapters", {"hf": "csr_bench.models.hf:HFAdapter"})
 improvers = Registry("improver", "csr_bench.improvers", {})
 
 suite = suites.register
