@@ -84,23 +84,114 @@ def _finish_scoring(suite, pairs, *, predictions: Path, out: Optional[Path], mod
         out_console.print(f"run written to {out}")
 
 
+def _score(suite, predictions: Path, *, out: Optional[Path], model_name: Optional[str], as_json: bool) -> None:
+    """Read a prediction file with the suite's own reader (ids checked against the data) and score it."""
+    read = suite.read_predictions(predictions)
+    pairs = [(item, read[item.id]) for item in suite.items()] if isinstance(read, dict) else list(read)
+    _finish_scoring(suite, pairs, predictions=predictions, out=out, model_name=model_name, as_json=as_json)
+
+
+OutOption = typer.Option(None, "--out", help="Write a run folder here (atomically; refuses a non-empty folder).")
+ModelNameOption = typer.Option(None, "--model-name", help="Model label in the run (default: the prediction file's stem).")
+JsonOption = typer.Option(False, "--json", help='Print {"suite", "n", "metrics"} as JSON.')
+
+
 @score_app.command("pope")
 def score_pope(
     questions: Path = typer.Option(..., help="POPE question file (JSON Lines: question_id, image, text, label)."),
     answers: Path = typer.Option(..., help="Answer file (JSON Lines: question_id and answer, or LLaVA's text)."),
     parser: str = typer.Option("rucaibox", help="Answer parser: rucaibox (official POPE), opera, strict (lmms-eval)."),
-    out: Optional[Path] = typer.Option(None, help="Write a run folder here."),
-    model_name: Optional[str] = typer.Option(None, help="Model label in the run (default: the answer file's stem)."),
-    as_json: bool = typer.Option(False, "--json", help='Print {"suite", "n", "metrics"} as JSON.'),
+    out: Optional[Path] = OutOption,
+    model_name: Optional[str] = ModelNameOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Score POPE answers exactly like the official POPE evaluate.py (or another parser)."""
     from csr_bench.suites.pope import PopeSuite
 
-    suite = PopeSuite(questions, parser=parser)
-    by_id = {item.id: item for item in suite.items()}
-    outputs = suite.read_predictions(answers)
-    pairs = [(by_id[i], outputs[i]) for i in by_id]
-    _finish_scoring(suite, pairs, predictions=answers, out=out, model_name=model_name, as_json=as_json)
+    _score(PopeSuite(questions, parser=parser), answers, out=out, model_name=model_name, as_json=as_json)
+
+
+@score_app.command("mme")
+def score_mme(
+    results: Path = typer.Option(..., help="Folder of <task>.txt files: image, question, GT, response (tab-separated)."),
+    tasks: str = typer.Option("all", help="'all' (every MME task must be present, as the official tool expects), 'present', or a comma list."),
+    out: Optional[Path] = OutOption,
+    model_name: Optional[str] = ModelNameOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Score MME results exactly like the official eval_tool/calculation.py."""
+    from csr_bench.suites.mme import MmeSuite
+
+    task_arg = tasks if tasks in ("all", "present") else [t.strip() for t in tasks.split(",") if t.strip()]
+    suite = MmeSuite(results, tasks=task_arg)
+    _score(suite, results, out=out, model_name=model_name, as_json=as_json)
+
+
+@score_app.command("mmbench")
+def score_mmbench(
+    predictions: Path = typer.Option(..., help="VLMEvalKit prediction TSV (circular rows with a prediction column)."),
+    matcher: str = typer.Option("current", help="Answer matcher: current (VLMEvalKit e8e78f05) or legacy (c026693a)."),
+    judge: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL of an LLM judge for undecided answers."),
+    judge_model: str = typer.Option("gpt-3.5-turbo-0125", help="Judge model name (VLMEvalKit's default judge)."),
+    out: Optional[Path] = OutOption,
+    model_name: Optional[str] = ModelNameOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Score MMBench with circular evaluation exactly like VLMEvalKit (undecided answers: judge or needs_judge)."""
+    from csr_bench.suites.mmbench import MmbenchSuite
+
+    judge_fn = None
+    if judge is not None:
+        from csr_bench.judges import JudgeRequest, OpenAIJudge
+
+        client = OpenAIJudge(judge_model, base_url=judge)
+        judge_fn = lambda prompt: client.complete(JudgeRequest.user(prompt)).text  # noqa: E731
+    suite = MmbenchSuite(predictions, matcher=matcher, judge=judge_fn, judge_name=f"{judge_model}@{judge}" if judge else None)
+    _score(suite, predictions, out=out, model_name=model_name, as_json=as_json)
+
+
+QA_SUITES = {
+    "seed_bench": ("SEED-Bench (image)", "SEED-Bench.json, or an lmms-lab parquet/datasets folder"),
+    "scienceqa": ("ScienceQA-IMG", "folder with problems.json and pid_splits.json, or lmms-lab parquet"),
+    "gqa": ("GQA testdev balanced", "testdev_balanced_questions.json, or an lmms-lab folder"),
+    "vizwiz": ("VizWiz-VQA val", "val.json, or lmms-lab parquet"),
+    "llava_wild": ("LLaVA-Bench in-the-wild (judged)", "folder with questions.jsonl, context.jsonl, answers_gpt4.jsonl"),
+    "mmvet": ("MM-Vet (judged)", "folder with mm-vet.json, or lmms-lab parquet"),
+}
+JUDGED = {"llava_wild", "mmvet"}
+
+
+def _add_qa_score_command(name: str, title: str, data_help: str) -> None:
+    def command(
+        data: Path = typer.Option(..., help=f"The questions: {data_help}."),
+        answers: Path = typer.Option(..., help="Answer file (LLaVA's JSON Lines: question_id and text)."),
+        variant: str = typer.Option("llava", help="Scorer: llava (LLaVA's eval scripts, as the CSR paper) or lmms (lmms-eval 0.7.3)" + (" or vqa_eval" if name == "vizwiz" else "") + "."),
+        image_root: Optional[Path] = typer.Option(None, help="Folder of the images (default: beside the data)."),
+        judge: Optional[str] = typer.Option(None, help="Judge: openai[:MODEL] (CSR_BENCH_JUDGE_URL), hf:MODEL or world.") if name in JUDGED else None,
+        judge_cache: Optional[Path] = typer.Option(None, help="Folder of the judge-call cache.") if name in JUDGED else None,
+        out: Optional[Path] = OutOption,
+        model_name: Optional[str] = ModelNameOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        from csr_bench.core.registry import suites
+
+        kwargs = {"image_root": image_root, "variant": variant}
+        if name in JUDGED:
+            kwargs.update(judge=judge, judge_cache=judge_cache)
+        suite = suites.get(name)(data, **kwargs)
+        _score(suite, answers, out=out, model_name=model_name, as_json=as_json)
+
+    if name not in JUDGED:  # typer reads the signature: drop the judge options of unjudged suites
+        import inspect
+
+        sig = inspect.signature(command)
+        command.__signature__ = sig.replace(parameters=[p for p in sig.parameters.values() if p.name not in ("judge", "judge_cache")])
+    command.__doc__ = f"Score {title} answers like LLaVA's evaluation scripts (or lmms-eval with --variant lmms)."
+    score_app.command(name)(command)
+
+
+for _name, (_title, _help) in QA_SUITES.items():
+    _add_qa_score_command(_name, _title, _help)
 
 
 def _int_list(text: str, option: str) -> list[int]:

@@ -9,7 +9,7 @@ import numpy as np
 from csr_bench.core.registry import suites
 from csr_bench.core.types import Item, RunManifest, Sample
 from csr_bench.errors import UserError
-from csr_bench.suites.base import Suite
+from csr_bench.suites.base import Scored, Suite
 
 CI_RESAMPLES = 10_000
 CI_CONFIDENCE = 0.95
@@ -21,7 +21,10 @@ def suite_for_manifest(manifest: RunManifest) -> Suite:
 
 
 def make_sample(suite: Suite, item: Item, output: str | None) -> Sample:
-    scored = suite.score(item, output)
+    return to_sample(suite, item, output, suite.score(item, output))
+
+
+def to_sample(suite: Suite, item: Item, output: str | None, scored: Scored) -> Sample:
     stats = [float(x) for x in scored.stats]
     if len(stats) != len(suite.stat_names):
         raise RuntimeError(f"suite {suite.name} returned {len(stats)} statistics, declared {len(suite.stat_names)}")
@@ -86,14 +89,17 @@ def _finite_or_none(x: float) -> float | None:
 
 
 def score_pairs(suite: Suite, pairs: Iterable[tuple[Item, str | None]]) -> list[Sample]:
-    samples: list[Sample] = []
+    """Samples of (item, output) pairs, in order. Suites that score groups together (MMBench's circular
+    rotations, which ask a judge only where the official code does) provide `score_predictions`."""
+    pairs = list(pairs)
     seen: set[str] = set()
-    for item, output in pairs:
+    for item, _ in pairs:
         if item.id in seen:
             raise UserError(f"item id '{item.id}' appears twice")
         seen.add(item.id)
-        samples.append(make_sample(suite, item, output))
-    return samples
+    score_all = getattr(suite, "score_predictions", None)
+    scored = score_all(pairs) if score_all is not None else [suite.score(item, output) for item, output in pairs]
+    return [to_sample(suite, item, output, s) for (item, output), s in zip(pairs, scored)]
 
 
 def offline_manifest(
