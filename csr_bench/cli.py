@@ -284,6 +284,20 @@ def leaderboard_cmd(
     out_console.print(f"wrote {md}" + (f" and {png}" if png else ""))
 
 
+@app.command("paper-table")
+def paper_table_cmd(
+    table: Path = typer.Option(..., help="CSV with a 'model' column and the paper's twelve metric columns."),
+    as_json: bool = typer.Option(False, "--json", help='Print a list of {"model", "average", "delta", "relative"}.'),
+) -> None:
+    """The CSR paper's average score per row (MME-P/16, MME-C/4, 100 - CHAIR), and its change against row one."""
+    from csr_bench.report.paper_table import paper_table, paper_table_markdown
+
+    if as_json:
+        _print_json(paper_table(table))
+    else:
+        sys.stdout.write(paper_table_markdown(table))
+
+
 @world_app.command("generate")
 def world_generate(
     out: Path = typer.Option(..., help="World folder to write (replaces an earlier world there)."),

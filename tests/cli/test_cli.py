@@ -133,3 +133,44 @@ def test_unknown_suite_and_help():
     assert cli("--help").returncode == 0
     proc = cli("suites")
     assert proc.returncode == 0 and "pope" in proc.stdout
+
+
+SUITES = Path(__file__).resolve().parents[1] / "suites" / "fixtures"
+
+
+def test_paper_table_reproduces_the_papers_base_average(tmp_path):
+    csv = tmp_path / "t.csv"
+    csv.write_text(
+        "model,MME-P,MME-C,SEED,LLaVA-W,MMB,MM-Vet,SQA-I,VizWiz,GQA,POPE,CHAIR-S,CHAIR-I\n"
+        "LLaVA-1.5-7B,1510.7,348.2,58.6,63.4,64.3,30.5,66.8,50.0,62.0,85.90,48.8,14.9\n"
+        "LLaVA-1.5-13B,1531.3,295.4,61.6,70.7,67.7,35.4,71.6,53.6,63.3,85.90,48.3,14.1\n"
+    )
+    proc = cli("paper-table", "--table", csv, "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    # the paper prints 66.61 and 68.08 for these rows
+    assert round(rows[0]["average"], 2) == 66.61 and round(rows[1]["average"], 2) == 68.08
+    assert rows[0]["delta"] == 0 and rows[1]["delta"] == pytest.approx(rows[1]["average"] - rows[0]["average"])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("model,MME-P\nx,1\n")
+    assert_user_error(cli("paper-table", "--table", bad), "bad.csv", "MME-C")
+
+
+def test_score_mme_mmbench_and_gqa_commands(tmp_path):
+    official = json.loads((SUITES / "mme" / "official_results.json").read_text())
+    proc = cli("score", "mme", "--results", SUITES / "mme" / "results", "--json", "--out", tmp_path / "mme")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["suite"] == "mme" and out["metrics"]["perception"] == official["totals"]["perception"] and out["metrics"]["cognition"] == official["totals"]["cognition"]
+
+    proc = cli("score", "mmbench", "--predictions", SUITES / "mmbench" / "predictions.tsv", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert 0 <= json.loads(proc.stdout)["metrics"]["overall"] <= 1
+
+    proc = cli("score", "gqa", "--data", SUITES / "gqa" / "testdev_balanced_questions.json", "--answers", SUITES / "gqa" / "answers.jsonl", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["suite"] == "gqa"
+
+    # a judge URL that does not answer: one line, exit 2
+    proc = cli("score", "mmbench", "--predictions", SUITES / "mmbench" / "predictions.tsv", "--judge", "http://127.0.0.1:9")
+    assert_user_error(proc, "127.0.0.1:9")
