@@ -111,6 +111,24 @@ def score_pope(
     _score(PopeSuite(questions, parser=parser), answers, out=out, model_name=model_name, as_json=as_json)
 
 
+@score_app.command("chair")
+def score_chair(
+    annotations: Path = typer.Option(..., help="COCO-2014 folder: instances_{train,val}2014.json, captions_{train,val}2014.json."),
+    captions: Path = typer.Option(..., help='Model captions: JSON Lines {"image_id", "caption"} (keys configurable).'),
+    variant: str = typer.Option("pattern", help="pattern (LisaAnne/Maxlinn chair.py, CSR's via LURE) or nltk (OPERA, lmms-eval family)."),
+    image_id_key: str = typer.Option("image_id", help="Key of the COCO image id in each caption record."),
+    caption_key: str = typer.Option("caption", help="Key of the caption text in each caption record."),
+    out: Optional[Path] = OutOption,
+    model_name: Optional[str] = ModelNameOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Score captions with CHAIR exactly like the reference chair.py (CHAIR_s, CHAIR_i, recall)."""
+    from csr_bench.suites.chair import ChairSuite
+
+    suite = ChairSuite(annotations, variant=variant, image_id_key=image_id_key, caption_key=caption_key)
+    _score(suite, captions, out=out, model_name=model_name, as_json=as_json)
+
+
 @score_app.command("mme")
 def score_mme(
     results: Path = typer.Option(..., help="Folder of <task>.txt files: image, question, GT, response (tab-separated)."),

@@ -65,6 +65,7 @@ class Registry:
 
 BUILTIN_SUITES = {
     "pope": "csr_bench.suites.pope:PopeSuite",
+    "chair": "csr_bench.suites.chair:ChairSuite",
     "mme": "csr_bench.suites.mme:MmeSuite",
     "mmbench": "csr_bench.suites.mmbench:MmbenchSuite",
     "seed_bench": "csr_bench.suites.seed_bench:SeedBenchSuite",

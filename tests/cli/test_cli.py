@@ -174,3 +174,21 @@ def test_score_mme_mmbench_and_gqa_commands(tmp_path):
     # a judge URL that does not answer: one line, exit 2
     proc = cli("score", "mmbench", "--predictions", SUITES / "mmbench" / "predictions.tsv", "--judge", "http://127.0.0.1:9")
     assert_user_error(proc, "127.0.0.1:9")
+
+
+def test_score_chair_command_and_missing_annotation_file(tmp_path):
+    fix = SUITES / "chair"
+    expected = json.loads((fix / "expected_pattern.json").read_text())
+    proc = cli("score", "chair", "--annotations", fix / "annotations", "--captions", fix / "captions.jsonl", "--json")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(proc.stdout)["metrics"]
+    official = expected["overall"]  # the reference chair.py's own output keys
+    assert metrics["CHAIR_s"] == official["CHAIRs"] and metrics["CHAIR_i"] == official["CHAIRi"]
+    assert metrics["recall"] == official["Recall"]
+    import shutil
+
+    partial = tmp_path / "coco"
+    shutil.copytree(fix / "annotations", partial)
+    (partial / "captions_val2014.json").unlink()
+    proc = cli("score", "chair", "--annotations", partial, "--captions", fix / "captions.jsonl")
+    assert_user_error(proc, "captions_val2014.json")
