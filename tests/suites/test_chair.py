@@ -475,3 +475,16 @@ def test_nltk_variant_without_nltk_data_says_how_to_provide_it(monkeypatch):
         monkeypatch.setitem(sys.modules, name, module)
     with pytest.raises(UserError, match=r"NLTK data not found.*averaged_perceptron_tagger_eng.*NLTK_DATA"):
         InstalledNltk()
+
+
+def test_simple_sentence_shortcut_equals_nltk_word_tokenize():
+    import random
+
+    from csr_bench.suites.chair_tokenize import nltk_word_tokenize
+
+    captions = [json.loads(line)["caption"].lower() for line in (FIXTURES / "captions.jsonl").read_text().splitlines() if line.strip()]
+    rng = random.Random(0)
+    alphabet = "abc ,.-'\"!?;:()0123 \n"
+    fuzz = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))) for _ in range(3000)]
+    for text in captions + fuzz + ["a dog, a cat, and 1,000 birds.", "a man -- a dog.", "a hot-dog. two cats."]:
+        assert word_tokenize(text) == nltk_word_tokenize(text), text
