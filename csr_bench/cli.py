@@ -238,10 +238,16 @@ def eval_cmd(
     do_sample: bool = typer.Option(False, "--sample", help="Sample instead of greedy decoding."),
     temperature: float = typer.Option(1.0, help="Sampling temperature (with --sample)."),
     num_beams: int = typer.Option(1, min=1, help="Beam search width (1: greedy or sampling)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch (default: torch's choice)."),
 ) -> None:
     """Evaluate a model on suites (resumable: rerun the same command to continue a killed run)."""
     from csr_bench.runner.evaluate import evaluate
     from csr_bench.runner.tasks import resolve_tasks
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
     tasks = resolve_tasks([s.strip() for s in suite.split(",") if s.strip()], world=world, data=data, image_root=image_root)
     run_dirs = evaluate(
