@@ -531,6 +531,7 @@ class ChairSuite(Suite):
         image_id_key: str = "image_id",
         caption_key: str = "caption",
         prompts: str | Path | None = None,
+        image_root: str | Path | None = None,
         cache_dir: str | Path | None = None,
         disk_cache: bool = True,
         nltk_tools: NltkTools | None = None,
@@ -543,6 +544,8 @@ class ChairSuite(Suite):
         self.image_id_key = image_id_key
         self.caption_key = caption_key
         self.prompts = Path(prompts) if prompts is not None else None
+        # Relative image paths of the prompts file resolve against this folder (default: the file's own).
+        self.image_root = Path(image_root) if image_root is not None else None
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.disk_cache = disk_cache
         self.vocab = vocabulary()
@@ -685,7 +688,7 @@ class ChairSuite(Suite):
         """Items to caption, from the prompts file: JSON Lines {"image_id", "image", "prompt"}."""
         if self.prompts is None:
             raise UserError("CHAIR needs a prompts file (JSON Lines with image_id, image, prompt) to run a model")
-        base = self.prompts.parent
+        base = self.image_root if self.image_root is not None else self.prompts.parent
         out = []
         for item_id, where, obj in self._item_ids(self._records(self.prompts, "prompts file")):
             for key in ("image_id", "image"):
