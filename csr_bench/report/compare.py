@@ -13,6 +13,8 @@ from csr_bench.runner.store import Run
 from csr_bench.suites.base import Metric, Suite
 
 ALPHA = 0.05
+# Suite settings that name which official scorer a number follows; shown next to the task in reports.
+VARIANT_KEYS = ("variant", "parser", "matcher", "prompt", "judge")
 
 
 @dataclass
@@ -41,7 +43,9 @@ class RunGroup:
 
     @property
     def variant(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in sorted(self.suite_config.items()))
+        """The scorer choice a reader needs to see (full settings stay in the manifests)."""
+        shown = [(k, v) for k, v in sorted(self.suite_config.items()) if k in VARIANT_KEYS and isinstance(v, (str, int))]
+        return ", ".join(f"{k}={v}" for k, v in shown)
 
     def seeds(self) -> list[int]:
         return [r.manifest.seed for r in self.runs]

@@ -58,6 +58,18 @@ def run_items(
         writer.close()
 
 
+def check_images(items: Sequence[Item]) -> None:
+    """Every image a prompt names exists: a missing one stops the run before any folder is written."""
+    from csr_bench.core.types import ImagePart
+    from csr_bench.errors import UserError
+
+    for item in items:
+        for message in item.messages:
+            for part in message.parts:
+                if isinstance(part, ImagePart) and not os.path.isfile(part.path):
+                    raise UserError(f"item {item.id}: image file not found: {part.path}")
+
+
 def model_label(spec: str) -> str:
     from pathlib import Path
 
@@ -89,6 +101,8 @@ def evaluate(
     from csr_bench.runner.tasks import DEFAULT_MAX_NEW_TOKENS
 
     built = [(t, t.build()) for t in tasks]  # bad data fails here, before any model is loaded or folder written
+    for _, suite in built:
+        check_images(suite.items())
     label = name or model_label(model)
     if adapter is None:
         adapter = load_adapter(model)

@@ -42,7 +42,7 @@ def world_tasks(world: str | Path) -> dict[str, Task]:
     }
     tasks["chair_probe"] = Task("chair_probe", "chair", w / "annotations", {"prompts": w / "captions" / "probe_prompts.jsonl", "image_root": w})
     tasks["chair_val"] = Task("chair_val", "chair", w / "annotations", {"prompts": w / "captions" / "val_prompts.jsonl", "image_root": w})
-    tasks["mme"] = Task("mme", "mme", w / "mme")
+    tasks["mme"] = Task("mme", "mme", w / "mme" / "eval_tool" / "Your_Results", {"tasks": "present"})
     tasks["mmbench"] = Task("mmbench", "mmbench", w / "mmbench" / "mmbench_dev_en.tsv")
     return tasks
 
