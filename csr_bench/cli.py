@@ -260,6 +260,40 @@ def eval_cmd(
         out_console.print(f"{d}: {shown}")
 
 
+@app.command("improve")
+def improve_cmd(
+    model: str = typer.Option(..., help="Model spec to improve: 'tiny', 'hf:PATH_OR_HUB_ID' or a checkpoint folder."),
+    out: Path = typer.Option(..., help="Folder of the run: lineage.json and one checkpoint per iteration."),
+    improver: str = typer.Option("csr", help="Improver name ('csr-bench improvers' lists them)."),
+    config: Optional[str] = typer.Option(None, help="Improver config: a TOML file or a shipped config name."),
+    prompts: Optional[Path] = typer.Option(None, help='Prompts: JSON Lines of {"image", "prompt"}, or a world folder.'),
+    iterations: Optional[int] = typer.Option(None, min=1, help="Iterations (default: the config's)."),
+    seed: int = typer.Option(0, help="Training seed."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch (default: torch's choice)."),
+) -> None:
+    """Improve a model for several iterations, one checkpoint per iteration (resumable: rerun to continue)."""
+    from csr_bench.improvers.base import run_improve
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    records = run_improve(model, improver, out=out, config=config, prompts=prompts, iterations=iterations, seed=seed, console=err_console)
+    for r in records:
+        out_console.print(f"iteration {r.iteration}: {r.path}")
+
+
+@app.command("improvers")
+def improvers_cmd() -> None:
+    """List the registered improvers and their shipped configs."""
+    from csr_bench.improvers.base import improver_rows
+
+    table = Table("improver", "description", "shipped configs")
+    for row in improver_rows():
+        table.add_row(row["name"], row["description"], row["configs"])
+    out_console.print(table)
+
+
 @app.command("compare")
 def compare_cmd(
     baseline: Path = typer.Argument(..., help="Baseline run folder (or a folder of its runs, one per seed)."),
@@ -320,6 +354,18 @@ def paper_table_cmd(
         _print_json(paper_table(table))
     else:
         sys.stdout.write(paper_table_markdown(table))
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Path = typer.Option(Path("results/demo"), help="Folder of the demo's world, runs and reports."),
+    quick: bool = typer.Option(False, "--quick", help="Smaller world and one training seed (a few minutes)."),
+    publish: Optional[Path] = typer.Option(None, help="Also write the leaderboard here (e.g. leaderboard/demo.md)."),
+) -> None:
+    """The main job: evaluate the shipped tiny model, improve it with CSR, compare, write the leaderboard."""
+    from csr_bench.demo import run_demo
+
+    run_demo(out, quick=quick, publish=publish, say=lambda msg: out_console.print(msg, highlight=False))
 
 
 @world_app.command("generate")

@@ -78,7 +78,7 @@ BUILTIN_SUITES = {
 
 suites = Registry("suite", "csr_bench.suites", BUILTIN_SUITES)
 adapters = Registry("adapter", "csr_bench.adapters", {"hf": "csr_bench.models.hf:HFAdapter"})
-improvers = Registry("improver", "csr_bench.improvers", {})
+improvers = Registry("improver", "csr_bench.improvers", {"csr": "csr_bench.improvers.csr.improver:CSRImprover"})
 
 suite = suites.register
 adapter = adapters.register
