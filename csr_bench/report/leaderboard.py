@@ -172,7 +172,7 @@ def forest_plot(board: dict[str, Any], path: str | os.PathLike) -> bool:
         ax.set_ylim(-0.7, len(suite_rows) - 0.3)
         ax.set_title(suite_name, fontsize=9, loc="left")
     axes[-1, 0].set_xlabel(
-        f"Δ against {board['baseline']}: 95% paired bootstrap interval; green/red/blue = Holm-significant better/worse/neutral"
+        f"Δ vs {board['baseline']} (95% paired bootstrap CI); colour: Holm-significant better / worse / neutral"
     )
     fig.tight_layout()
     tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
