@@ -44,6 +44,8 @@ def world_tasks(world: str | Path) -> dict[str, Task]:
     tasks["chair_val"] = Task("chair_val", "chair", w / "annotations", {"prompts": w / "captions" / "val_prompts.jsonl", "image_root": w})
     tasks["mme"] = Task("mme", "mme", w / "mme" / "eval_tool" / "Your_Results", {"tasks": "present"})
     tasks["mmbench"] = Task("mmbench", "mmbench", w / "mmbench" / "mmbench_dev_en.tsv")
+    tasks["gqa"] = Task("gqa", "gqa", w / "gqa" / "testdev_balanced_questions.json")
+    tasks["vizwiz"] = Task("vizwiz", "vizwiz", w / "vizwiz" / "val.json")
     return tasks
 
 

@@ -59,3 +59,16 @@ def test_eval_killed_mid_way_resumes_without_loss_or_duplication(world, tmp_path
     a, b = (d / "tiny" / "pope_adversarial" / "seed0" for d in (full, part))
     assert (a / "samples.jsonl").read_bytes() == (b / "samples.jsonl").read_bytes()
     assert (a / "metrics.json").read_bytes() == (b / "metrics.json").read_bytes()
+
+
+def test_world_vqa_tasks_run_through_the_official_scorers(world, tmp_path):
+    proc = cli("eval", "--model", "tiny", "--world", world, "--suite", "gqa,vizwiz", "--limit", "12", "--threads", "1", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for task in ("gqa", "vizwiz"):
+        run = tmp_path / "tiny" / task / "seed0"
+        lines = (run / "samples.jsonl").read_text().splitlines()
+        assert len(lines) == 12
+        manifest = json.loads((run / "manifest.json").read_text())
+        assert manifest["suite"] == task and manifest["suite_config"]["variant"] == "llava"
+        accuracy = json.loads((run / "metrics.json").read_text())["metrics"]["accuracy"]
+        assert 0.0 <= accuracy <= 100.0
