@@ -145,8 +145,5 @@ def load_adapter(spec: str | ModelSpec, **options: Any) -> Adapter:
     from csr_bench.core.registry import adapters
 
     parsed = resolve_model_spec(spec) if isinstance(spec, str) else spec
-    if parsed.adapter == "hf":
-        # Registers @adapter("hf") even when the registry has no built-in entry for it.
-        import csr_bench.models.hf  # noqa: F401
     cls = adapters.get(parsed.adapter)
     return cls(parsed.model, **{**parsed.options, **options})

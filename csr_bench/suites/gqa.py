@@ -177,9 +177,6 @@ class GQASuite(QuestionSuite):
             raise UserError(f"{self.source}: no balanced questions")
         self._questions, self._ignored_ids = questions, frozenset(ignored - seen)
 
-    def config_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant}
-
     def metrics(self) -> list[Metric]:
         return _metrics()
 

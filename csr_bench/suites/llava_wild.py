@@ -41,11 +41,11 @@ from csr_bench.core.files import read_jsonl
 from csr_bench.core.registry import suite
 from csr_bench.core.types import Item
 from csr_bench.errors import UserError
-from csr_bench.judges import Judge, JudgeRequest, make_judge
+from csr_bench.judges import Judge, JudgeRequest
 from csr_bench.suites.base import Metric, Scored, ratio
 from csr_bench.suites.suite_data import (
     Question,
-    QuestionSuite,
+    JudgedQuestionSuite,
     check_variant,
     default_image_cache,
     image_cell_to_file,
@@ -132,11 +132,12 @@ def _metrics() -> list[Metric]:
 
 
 @suite("llava_wild")
-class LlavaWildSuite(QuestionSuite):
+class LlavaWildSuite(JudgedQuestionSuite):
     name: ClassVar[str] = "llava_wild"
     description: ClassVar[str] = "LLaVA-Bench in-the-wild: open questions judged against GPT-4 reference answers"
     stat_names: ClassVar[tuple[str, ...]] = STAT_NAMES
     headline: ClassVar[tuple[str, ...]] = ("score", "judge_missing")
+    default_judge_models: ClassVar[dict[str, str]] = DEFAULT_JUDGE_MODEL
 
     def __init__(self, data: str | Path, *, image_root: str | Path | None = None, variant: str = "llava",
                  judge: Judge | str | None = None, judge_cache: str | Path | None = None, split: str = "train",
@@ -150,10 +151,7 @@ class LlavaWildSuite(QuestionSuite):
             self._load_table(data, split, image_cache)
         else:
             require_path(p / "questions.jsonl", "LLaVA-Bench questions.jsonl")
-        self._judge_spec = judge
-        self._judge_cache = judge_cache
-        self._judge: Judge | None = judge if judge is not None and not isinstance(judge, str) else None
-        self.judge = self._judge_description()
+        self._set_judge(judge, judge_cache)
 
     # -- data ------------------------------------------------------------------------------------------------
     def _load_official(self, folder: Path, image_root: str | Path | None) -> None:
@@ -216,25 +214,11 @@ class LlavaWildSuite(QuestionSuite):
         self._questions = questions
 
     # -- judging ---------------------------------------------------------------------------------------------
-    def _judge_description(self) -> dict[str, Any]:
-        if self._judge is not None:
-            return self._judge.describe()
-        return self._get_judge().describe()
-
-    def _get_judge(self) -> Judge:
-        if self._judge is None:
-            self._judge = make_judge(self._judge_spec, default_model=DEFAULT_JUDGE_MODEL[self.variant],
-                                     cache_dir=self._judge_cache)
-        return self._judge
-
     def judge_request(self, item: Item, output: str | None) -> JudgeRequest:
         content = review_content(item.target["context"], item.meta["question"], item.target["reference"],
                                  output or "")
         system = SYSTEM_PROMPT if self.variant == "llava" else None
         return JudgeRequest.user(content, system=system, temperature=0.0, max_tokens=1024)
-
-    def config_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant, "judge": self.judge}
 
     def metrics(self) -> list[Metric]:
         return _metrics()

@@ -38,11 +38,11 @@ from csr_bench.core.files import read_json
 from csr_bench.core.registry import suite
 from csr_bench.core.types import Item
 from csr_bench.errors import UserError
-from csr_bench.judges import Judge, JudgeReply, JudgeRequest, make_judge
+from csr_bench.judges import Judge, JudgeReply, JudgeRequest
 from csr_bench.suites.base import Metric, Scored, ratio
 from csr_bench.suites.suite_data import (
     Question,
-    QuestionSuite,
+    JudgedQuestionSuite,
     check_variant,
     default_image_cache,
     image_cell_to_file,
@@ -120,11 +120,12 @@ def _metrics() -> list[Metric]:
 
 
 @suite("mmvet")
-class MMVetSuite(QuestionSuite):
+class MMVetSuite(JudgedQuestionSuite):
     name: ClassVar[str] = "mmvet"
     description: ClassVar[str] = "MM-Vet: open questions over six capabilities, graded 0-1 by an LLM"
     stat_names: ClassVar[tuple[str, ...]] = STAT_NAMES
     headline: ClassVar[tuple[str, ...]] = ("score", "judge_missing")
+    default_judge_models: ClassVar[dict[str, str]] = DEFAULT_JUDGE_MODEL
 
     def __init__(self, data: str | Path, *, image_root: str | Path | None = None, variant: str = "official",
                  judge: Judge | str | None = None, judge_cache: str | Path | None = None, split: str = "test",
@@ -141,9 +142,7 @@ class MMVetSuite(QuestionSuite):
             self._load_table(data, split, image_cache)
         else:
             require_path(p / "mm-vet.json", "MM-Vet mm-vet.json")
-        self._judge_spec, self._judge_cache = judge, judge_cache
-        self._judge: Judge | None = judge if judge is not None and not isinstance(judge, str) else None
-        self.judge = self._get_judge().describe()
+        self._set_judge(judge, judge_cache)
 
     def _load_official(self, path: Path, image_root: str | Path | None) -> None:
         self.source = str(path)
@@ -194,14 +193,8 @@ class MMVetSuite(QuestionSuite):
             return f"v1_{raw}"
         return str(raw)
 
-    def _get_judge(self) -> Judge:
-        if self._judge is None:
-            self._judge = make_judge(self._judge_spec, default_model=DEFAULT_JUDGE_MODEL[self.variant],
-                                     cache_dir=self._judge_cache)
-        return self._judge
-
     def config_dict(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"variant": self.variant, "judge": self.judge}
+        config = super().config_dict()
         if self.prompt_prefix:
             config["prompt_prefix"] = self.prompt_prefix
         return config

@@ -167,9 +167,6 @@ class SeedBenchSuite(QuestionSuite):
             raise UserError(f"{self.source}: no image questions (data_type 'image') found")
         self._questions, self._ignored_ids = questions, frozenset(ignored - seen)
 
-    def config_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant}
-
     def metrics(self) -> list[Metric]:
         return _metrics()
 

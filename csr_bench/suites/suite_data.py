@@ -325,6 +325,32 @@ class QuestionSuite(Suite):
             ignore_ids=self._ignored_ids,
         )
 
+    def config_dict(self) -> dict[str, Any]:
+        return {"variant": self.variant}
+
+
+class JudgedQuestionSuite(QuestionSuite):
+    """Question suites graded by an LLM judge, built lazily from a spec (see csr_bench.judges.make_judge)."""
+
+    # The judge model each scorer variant used, when the spec names none.
+    default_judge_models: ClassVar[dict[str, str]] = {}
+
+    def _set_judge(self, judge: Any, judge_cache: str | os.PathLike | None) -> None:
+        self._judge_spec, self._judge_cache = judge, judge_cache
+        self._judge = judge if judge is not None and not isinstance(judge, str) else None
+        self.judge = self._get_judge().describe()  # recorded in config_dict, so runs with other judges differ
+
+    def _get_judge(self) -> Any:
+        if self._judge is None:
+            from csr_bench.judges import make_judge
+
+            self._judge = make_judge(self._judge_spec, default_model=self.default_judge_models[self.variant],
+                                     cache_dir=self._judge_cache)
+        return self._judge
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"variant": self.variant, "judge": self.judge}
+
 
 def require_path(path: str | os.PathLike, what: str) -> Path:
     p = Path(path)

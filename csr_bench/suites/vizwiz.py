@@ -136,9 +136,6 @@ class VizWizSuite(QuestionSuite):
     def normalize_answer_id(self, raw: Any) -> str:
         return str(raw)
 
-    def config_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant}
-
     def metrics(self) -> list[Metric]:
         return _metrics()
 

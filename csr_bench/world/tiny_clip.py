@@ -24,7 +24,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 from csr_bench.core.files import atomic_write_json, read_json
 from csr_bench.errors import UserError
-from csr_bench.world.tiny_lvlm import BOS, EOS, IMAGE_SIZE, PAD, PATCH_SIZE, _world_vocabulary, read_examples
+from csr_bench.world.tiny_lvlm import BOS, EOS, IMAGE_SIZE, PATCH_SIZE, _world_vocabulary, read_examples
 
 TINY_CLIP_PATH = Path(__file__).resolve().parent / "assets" / "tiny-clip"
 CONFIG_FILE = "open_clip_config.json"

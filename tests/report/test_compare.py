@@ -1,6 +1,3 @@
-import json
-
-import numpy as np
 import pytest
 
 from csr_bench.errors import UserError
