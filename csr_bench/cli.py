@@ -344,16 +344,38 @@ def leaderboard_cmd(
 
 @app.command("paper-table")
 def paper_table_cmd(
-    table: Path = typer.Option(..., help="CSV with a 'model' column and the paper's twelve metric columns."),
-    as_json: bool = typer.Option(False, "--json", help='Print a list of {"model", "average", "delta", "relative"}.'),
+    table: Optional[Path] = typer.Option(None, help="CSV with a 'model' column and the paper's twelve metric columns."),
+    runs: Optional[list[Path]] = typer.Option(None, help="Run folders (or folders of runs) instead of a CSV: adds a bootstrap interval."),
+    partial: bool = typer.Option(False, "--partial", help="With --runs: average the columns that have runs (not the paper's aggregate)."),
+    resamples: int = typer.Option(10_000, help="Bootstrap resamples (with --runs)."),
+    as_json: bool = typer.Option(False, "--json", help='Print a list of {"model", "average", "delta", "relative"} (+ "low", "high", "columns" with --runs).'),
 ) -> None:
-    """The CSR paper's average score per row (MME-P/16, MME-C/4, 100 - CHAIR), and its change against row one."""
-    from csr_bench.report.paper_table import paper_table, paper_table_markdown
+    """The CSR paper's average score (MME-P/16, MME-C/4, 100 - CHAIR) per model, and its change against the first."""
+    from csr_bench.report.paper_table import PAPER_COLUMNS, paper_table, paper_table_from_runs, paper_table_markdown
 
+    if (table is None) == (not runs):
+        raise UserError("give either --table FILE.csv or --runs DIR")
+    if table is not None:
+        if as_json:
+            _print_json(paper_table(table))
+        else:
+            sys.stdout.write(paper_table_markdown(table))
+        return
+    from csr_bench.runner.store import find_runs
+
+    rows = paper_table_from_runs(find_runs(runs), n_resamples=resamples, partial=partial)
     if as_json:
-        _print_json(paper_table(table))
-    else:
-        sys.stdout.write(paper_table_markdown(table))
+        _print_json(rows)
+        return
+    shown = [c for c in PAPER_COLUMNS if any(c in r["columns"] for r in rows)]
+    t = Table("model", *shown, "average [95% CI]", "Δ")
+    for r in rows:
+        cells = [f"{r['columns'][c]:.1f}" if c in r["columns"] else "—" for c in shown]
+        ci = "" if r["low"] is None else f" [{r['low']:.2f}, {r['high']:.2f}]"
+        t.add_row(r["model"], *cells, f"{r['average']:.2f}{ci}", f"{r['delta']:+.2f}")
+    out_console.print(t)
+    if any(r["missing"] for r in rows):
+        _warn("partial aggregate: columns without runs are left out, so this is not the paper's average")
 
 
 @app.command("demo")

@@ -96,5 +96,94 @@ def paper_table_markdown(csv_path: str | os.PathLike) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["PAPER_COLUMNS", "aggregate", "normalized", "paper_average", "paper_table", "paper_table_markdown",
-           "read_paper_csv"]
+# ---------------------------------------------------------------------------------------------------------
+# The same aggregate from run folders, with a bootstrap interval
+
+# (suite, metric, factor to the paper's unit) feeding each column. POPE is the mean F1 over the POPE tasks
+# present (the paper reports LLaVA-1.5's average F1 of random, popular and adversarial); CHAIR and MMBench are
+# fractions in our runs and percentages in the paper.
+RUN_SOURCES: dict[str, tuple[str, str, float]] = {
+    "MME-P": ("mme", "perception", 1.0),
+    "MME-C": ("mme", "cognition", 1.0),
+    "SEED": ("seed_bench", "accuracy", 1.0),
+    "LLaVA-W": ("llava_wild", "score", 1.0),
+    "MMB": ("mmbench", "overall", 100.0),
+    "MM-Vet": ("mmvet", "score", 1.0),
+    "SQA-I": ("scienceqa", "accuracy", 1.0),
+    "VizWiz": ("vizwiz", "accuracy", 1.0),
+    "GQA": ("gqa", "accuracy", 1.0),
+    "POPE": ("pope", "f1", 100.0),
+    "CHAIR-S": ("chair", "CHAIR_s", 100.0),
+    "CHAIR-I": ("chair", "CHAIR_i", 100.0),
+}
+
+
+def paper_table_from_runs(
+    runs: Sequence[Any], *, n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0, partial: bool = False
+) -> list[dict[str, Any]]:
+    """Per model: the twelve columns, the paper's average and its bootstrap interval.
+
+    Each task is resampled over its own units (and seeds), independently of the others since the benchmarks
+    are independent samples; each replicate's columns are averaged exactly like the point estimate. With
+    `partial`, columns without runs are left out of the mean (then it is not the paper's aggregate: the output
+    says which columns it used).
+    """
+    import numpy as np
+
+    from csr_bench.report.compare import group_runs
+    from csr_bench.stats import bootstrap_ci
+
+    groups = group_runs(runs)
+    labels = list(dict.fromkeys(g.label for g in groups))
+    alpha = (1 - confidence) / 2
+    out = []
+    for k, label in enumerate(labels):
+        columns: dict[str, float] = {}
+        replicates: dict[str, np.ndarray] = {}
+        for column, (suite_name, metric_name, factor) in RUN_SOURCES.items():
+            found = [g for g in groups if g.label == label and g.runs[0].manifest.suite == suite_name]
+            if not found:
+                continue
+            if len(found) > 1 and suite_name != "pope":
+                tasks = ", ".join(g.suite_name for g in found)
+                raise UserError(f"model '{label}' has several {suite_name} tasks ({tasks}); give the runs of one")
+            values, reps = [], []
+            for j, g in enumerate(found):
+                metric = next((m for m in g.suite.metrics() if m.name == metric_name), None)
+                if metric is None:  # e.g. MME-C from an MME run of the perception tasks only
+                    if partial:
+                        break
+                    raise UserError(f"{g.runs[0].path}: {suite_name} runs have no metric '{metric_name}' "
+                                    "(pass --partial to average the columns that exist)")
+                stats = g.stats[0] if g.n_seeds == 1 else g.stats
+                ci = bootstrap_ci(stats, metric, n_resamples=n_resamples, seed=seed + 1000 * k + j,
+                                  resample_seeds=g.n_seeds > 1)
+                values.append(ci.value * factor)
+                reps.append(ci.replicates * factor)
+            if len(values) < len(found):
+                continue
+            columns[column] = float(np.mean(values))
+            replicates[column] = np.mean(reps, axis=0)
+        missing = [c for c in PAPER_COLUMNS if c not in columns]
+        if missing and not partial:
+            raise UserError(f"model '{label}': no runs for {', '.join(missing)} (pass --partial to average the rest)")
+        if not columns:
+            continue
+        used = [c for c in PAPER_COLUMNS if c in columns]
+        average = sum(normalized(c, columns[c]) for c in used) / len(used)
+        rep = sum(100.0 - replicates[c] if c in LOWER_IS_BETTER else replicates[c] * SCALE.get(c, 1.0) for c in used) / len(used)
+        rep = rep[np.isfinite(rep)]
+        low, high = (float(np.quantile(rep, alpha)), float(np.quantile(rep, 1 - alpha))) if len(rep) else (None, None)
+        out.append({"model": label, "average": average, "low": low, "high": high, "columns": columns,
+                    "used": used, "missing": missing})
+    if not out:
+        raise UserError("no runs of the paper's suites found")
+    base = out[0]["average"]
+    for row in out:
+        row["delta"] = row["average"] - base
+        row["relative"] = 100.0 * (row["average"] - base) / base
+    return out
+
+
+__all__ = ["PAPER_COLUMNS", "RUN_SOURCES", "aggregate", "normalized", "paper_average", "paper_table",
+           "paper_table_from_runs", "paper_table_markdown", "read_paper_csv"]

@@ -78,6 +78,22 @@ VIZWIZ_EXIST = "Is there {a_name} in this picture?"
 VIZWIZ_UNANSWERABLE = "What does the text on the label say?"
 UNANSWERABLE = "unanswerable"
 
+# --- open questions judged against references (LLaVA-Bench in-the-wild, MM-Vet) ------------------------------------
+LLAVA_W_CONV = "What objects are in the image?"
+LLAVA_W_DETAIL = "Describe this image in detail."
+LLAVA_W_COMPLEX = "How are the objects placed in the image?"
+LLAVA_W_SHOWS = "The image shows {objects}."
+LLAVA_W_CONTEXT = "{objects} on a gray background."
+LLAVA_W_PLACE = "There is {a_thing} in the {quadrant}."
+LLAVA_W_TOTAL_ONE = "There is one object in the picture: {objects}."
+LLAVA_W_TOTAL = "There are {number} objects in the picture: {objects}."
+MMVET_OBJECTS = "What objects are in the image?"
+MMVET_COLOR = "What color is the {name}?"
+MMVET_LEFT_OF = "What is to the left of the {b}?"
+MMVET_ABOVE = "What is above the {b}?"
+MMVET_TOTAL = "How many objects are there in the image?"
+MMVET_DESCRIBE = "Describe this image in detail."
+
 # Instructions that suites commonly append (LLaVA / VLMEvalKit wording), so they are in the vocabulary too.
 INSTRUCTIONS = (
     "Please answer yes or no.",
@@ -96,7 +112,9 @@ ALL_TEMPLATES: tuple[str, ...] = (
        MME_COUNT_ONE, MME_COUNT_TWO, MME_COUNT_TOTAL, MME_POSITION_LEFT, MME_POSITION_RIGHT, MME_POSITION_ABOVE,
        MME_POSITION_BELOW, MME_COLOR, MMB_COLOR, MMB_LOCATION, MMB_RELATION, MMB_RECOGNITION, MMB_HINT, GQA_EXIST,
        GQA_EXIST_YES, GQA_EXIST_NO, GQA_COLOR, GQA_COLOR_FULL, GQA_LEFT_RIGHT, GQA_LEFT_RIGHT_FULL, VIZWIZ_COLOR,
-       VIZWIZ_COUNT, VIZWIZ_WHAT, VIZWIZ_EXIST, VIZWIZ_UNANSWERABLE, UNANSWERABLE, "unsuitable")
+       VIZWIZ_COUNT, VIZWIZ_WHAT, VIZWIZ_EXIST, VIZWIZ_UNANSWERABLE, UNANSWERABLE, "unsuitable", LLAVA_W_CONV,
+       LLAVA_W_DETAIL, LLAVA_W_COMPLEX, LLAVA_W_SHOWS, LLAVA_W_CONTEXT, LLAVA_W_PLACE, LLAVA_W_TOTAL_ONE,
+       LLAVA_W_TOTAL, MMVET_OBJECTS, MMVET_COLOR, MMVET_LEFT_OF, MMVET_ABOVE, MMVET_TOTAL, MMVET_DESCRIBE)
     + MMB_RELATION_OPTIONS + INSTRUCTIONS
 )
 
@@ -188,6 +206,41 @@ def reference_captions(scene: Scene, rng: random.Random, n: int) -> list[str]:
                 candidates.append(CAPTION_TEMPLATE_ABOVE.format(first=top, second=bottom))
     unique = sorted(set(_sentence(c) for c in candidates))
     return rng.sample(unique, min(n, len(unique)))
+
+
+def object_list(scene: Scene, with_color: bool) -> str:
+    """Every object of the scene with its count, in the order of the objects: "a dog, two cups and a fork"."""
+    counts = scene.counts()
+    return _join([_phrase(c, counts[c], with_color) for c in counts])
+
+
+def placements(scene: Scene) -> str:
+    """One sentence per object saying its quadrant, in quadrant order: "There is a brown dog in the top left." """
+    return " ".join(LLAVA_W_PLACE.format(a_thing=_phrase(o.category, 1, True), quadrant=QUADRANT_NAMES[o.quadrant])
+                    for o in sorted(scene.objects, key=lambda o: o.quadrant))
+
+
+def llava_w_context(scene: Scene) -> str:
+    """The context caption of LLaVA-Bench style items: names every object, its colour, count and place."""
+    return _sentence(LLAVA_W_CONTEXT.format(objects=object_list(scene, True))) + " " + placements(scene)
+
+
+def llava_w_reference(scene: Scene, category: str) -> str:
+    """The reference ("GPT-4") answer of one LLaVA-Bench style question; every one names all the objects."""
+    if category == "conv":
+        return LLAVA_W_SHOWS.format(objects=object_list(scene, False))
+    if category == "detail":
+        return LLAVA_W_SHOWS.format(objects=object_list(scene, True)) + " " + placements(scene)
+    n = len(scene.objects)
+    total = (LLAVA_W_TOTAL_ONE.format(objects=object_list(scene, False)) if n == 1 else
+             LLAVA_W_TOTAL.format(number=NUMBER_WORDS[n], objects=object_list(scene, False)))
+    return total + " " + placements(scene)
+
+
+def caption_word(name: str, count: int) -> str:
+    """The word a caption uses for count objects of a category ("ball", "dogs")."""
+    cat = CATEGORY_BY_NAME[name]
+    return cat["noun"] if count == 1 else cat["noun_plural"]
 
 
 def relation_pairs(scene: Scene) -> list[tuple[PlacedObject, PlacedObject]]:

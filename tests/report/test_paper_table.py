@@ -74,3 +74,41 @@ def test_bad_cells(tmp_path):
         paper_table(_csv(tmp_path, ""))
     with pytest.raises(UserError, match="not found"):
         paper_table(tmp_path / "nope.csv")
+
+
+def test_paper_aggregate_from_runs_with_interval(tmp_path):
+    """The aggregate of run folders equals the formula applied to each run's own metrics.json."""
+    import json as _json
+
+    from csr_bench.report.paper_table import paper_table_from_runs
+    from csr_bench.runner.store import find_runs
+    from tests.cli.test_cli import cli
+
+    fix = Path(__file__).resolve().parents[1] / "suites" / "fixtures"
+    runs = tmp_path / "runs"
+    for args in (
+        ("pope", "--questions", fix / "pope" / "questions.json", "--answers", fix / "pope" / "answers.json"),
+        ("chair", "--annotations", fix / "chair" / "annotations", "--captions", fix / "chair" / "captions.jsonl"),
+        ("mme", "--results", fix / "mme" / "results"),
+        ("gqa", "--data", fix / "gqa" / "testdev_balanced_questions.json", "--answers", fix / "gqa" / "answers.jsonl"),
+    ):
+        proc = cli("score", *args, "--model-name", "m", "--out", runs / args[0])
+        assert proc.returncode == 0, proc.stderr
+
+    m = {name: _json.loads((runs / name / "metrics.json").read_text())["metrics"] for name in ("pope", "chair", "mme", "gqa")}
+    columns = {
+        "MME-P": m["mme"]["perception"], "MME-C": m["mme"]["cognition"], "GQA": m["gqa"]["accuracy"],
+        "POPE": 100 * m["pope"]["f1"], "CHAIR-S": 100 * m["chair"]["CHAIR_s"], "CHAIR-I": 100 * m["chair"]["CHAIR_i"],
+    }
+    expected = (columns["MME-P"] / 16 + columns["MME-C"] / 4 + columns["GQA"] + columns["POPE"]
+                + (100 - columns["CHAIR-S"]) + (100 - columns["CHAIR-I"])) / 6
+
+    with pytest.raises(UserError, match="no runs for SEED, LLaVA-W, MMB, MM-Vet, SQA-I, VizWiz"):
+        paper_table_from_runs(find_runs([runs]), n_resamples=500)
+    (row,) = paper_table_from_runs(find_runs([runs]), n_resamples=2000, partial=True)
+    assert row["used"] == ["MME-P", "MME-C", "GQA", "POPE", "CHAIR-S", "CHAIR-I"]
+    for c, v in columns.items():
+        assert row["columns"][c] == pytest.approx(v, rel=1e-12)
+    assert row["average"] == pytest.approx(expected, rel=1e-12)
+    assert row["low"] < row["average"] < row["high"]
+    assert row["delta"] == 0
