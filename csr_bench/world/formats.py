@@ -11,7 +11,11 @@ they read the real data:
 - MMBench dev TSV (columns of mmbench_dev_en: index, question, hint, A-D, answer, category, image as base64,
   source, l2-category, comment, split), with the circular copies at index + k * 1,000,000 as in the release;
 - GQA `testdev_balanced_questions.json` (dict keyed by question id) with `images/<imageId>.jpg`;
-- VizWiz-VQA `val.json` (a list; ten answers per question) with the images in `val/`.
+- VizWiz-VQA `val.json` (a list; ten answers per question) with the images in `val/`;
+- LLaVA-Bench in-the-wild (liuhaotian/llava-bench-in-the-wild): `questions.jsonl` (question_id, image, text,
+  category; an image's conv, detail and complex questions in a row), `context.jsonl` (id, image, caption),
+  `answers_gpt4.jsonl` (the reference answers, line by line with the questions) and `images/`;
+- MM-Vet `mm-vet.json` (keyed "v1_<n>": imagename, capability, question, answer with <AND>/<OR>) and `images/`.
 """
 
 from __future__ import annotations
@@ -370,6 +374,78 @@ def write_vizwiz(sink: FileSink, scenes: Sequence[Scene], png: Callable[[Scene],
         sink.bytes(f"vizwiz/val/{name}", png(s))
         entries.append({"image": name, **_vizwiz_entry(s, rng, pairs)})
     return sink.json("vizwiz/val.json", entries)
+
+
+# --- LLaVA-Bench in-the-wild ---------------------------------------------------------------------------------------
+
+LLAVA_W_QUESTIONS = (("conv", L.LLAVA_W_CONV), ("detail", L.LLAVA_W_DETAIL), ("complex", L.LLAVA_W_COMPLEX))
+
+
+def write_llava_wild(sink: FileSink, scenes: Sequence[Scene], png: Callable[[Scene], bytes], n_questions: int,
+                     rng: random.Random) -> Path:
+    """n_questions over ceil(n / 3) images (conv, detail, complex per image, as the release groups them); the
+    context caption and every reference answer name all the objects of the image."""
+    n_images = -(-n_questions // len(LLAVA_W_QUESTIONS))
+    questions, contexts, answers = [], [], []
+    for k, s in enumerate(rng.sample(list(scenes), n_images)):
+        image = f"{k + 1:03d}.png"  # the release names its images 001.jpg, 002.jpg, ...
+        sink.bytes(f"llava_wild/images/{image}", png(s))
+        contexts.append({"id": f"world_{s.image_id:012d}", "image": image, "caption": L.llava_w_context(s)})
+        for category, text in LLAVA_W_QUESTIONS:
+            if len(questions) == n_questions:
+                break
+            qid = len(questions)
+            questions.append({"question_id": qid, "image": image, "text": text, "category": category})
+            answers.append({"question_id": qid, "prompt": text, "text": L.llava_w_reference(s, category),
+                            "answer_id": f"world_reference_{qid}", "model_id": "world-reference", "metadata": {}})
+    sink.jsonl("llava_wild/context.jsonl", contexts)
+    sink.jsonl("llava_wild/answers_gpt4.jsonl", answers)
+    return sink.jsonl("llava_wild/questions.jsonl", questions)
+
+
+# --- MM-Vet --------------------------------------------------------------------------------------------------------
+
+def _mmvet_entry(scene: Scene, rng: random.Random) -> dict:
+    counts = scene.counts()
+    words = [L.caption_word(c, counts[c]) for c in counts]
+    kind = rng.choice(("objects", "color", "relation", "total", "describe"))
+    singles = scene.single_objects()
+    rel = L.relation_pairs(scene)
+    if kind == "color" and singles:
+        o = rng.choice(singles)
+        return {"question": L.MMVET_COLOR.format(name=o.category), "answer": L.color_of(o.category),
+                "capability": ["rec"]}
+    if kind == "relation" and rel:
+        a, b = rel[rng.randrange(len(rel))]
+        if a.row == b.row:
+            a, b = (a, b) if a.column < b.column else (b, a)
+            question = L.MMVET_LEFT_OF.format(b=b.category)
+        else:
+            a, b = (a, b) if a.row < b.row else (b, a)
+            question = L.MMVET_ABOVE.format(b=b.category)
+        noun = CATEGORY_BY_NAME[a.category]["noun"]
+        answer = a.category if noun == a.category else f"{a.category}<OR>{noun}"
+        return {"question": question, "answer": answer, "capability": ["rec", "spat"]}
+    if kind == "total":
+        return {"question": L.MMVET_TOTAL, "answer": str(len(scene.objects)), "capability": ["rec", "math"]}
+    if kind == "describe":
+        return {"question": L.MMVET_DESCRIBE, "answer": "<AND>".join(words), "capability": ["rec", "gen"]}
+    return {"question": L.MMVET_OBJECTS, "answer": "<AND>".join(words), "capability": ["rec"]}
+
+
+def write_mmvet(sink: FileSink, scenes: Sequence[Scene], png: Callable[[Scene], bytes], n_questions: int,
+                rng: random.Random) -> Path:
+    """mm-vet.json keyed v1_0, v1_1, ... with one image per question, named v1_<n>.png as in the release."""
+    entries = {}
+    for n in range(n_questions):
+        s = rng.choice(list(scenes))
+        image = f"v1_{n}.png"
+        sink.bytes(f"mmvet/images/{image}", png(s))
+        e = _mmvet_entry(s, rng)
+        entries[f"v1_{n}"] = {"imagename": image, "capability": e["capability"], "question": e["question"],
+                              "answer": e["answer"]}
+    # Keys in release order (v1_0, v1_1, ..., v1_10), not sorted as strings; the order is fixed, so bytes are too.
+    return sink.text("mmvet/mm-vet.json", json.dumps(entries, ensure_ascii=False, indent=2) + "\n")
 
 
 # --- prompts and training files ------------------------------------------------------------------------------------

@@ -14,6 +14,10 @@
     mmbench/mmbench_dev_en.tsv                    MMBench dev TSV (base64 images, circular copies)
     gqa/testdev_balanced_questions.json, gqa/images/<imageId>.jpg
     vizwiz/val.json, vizwiz/val/VizWiz_val_%08d.png
+    llava_wild/{questions,context,answers_gpt4}.jsonl, llava_wild/images/%03d.png
+                                                  LLaVA-Bench in-the-wild: conv/detail/complex questions, a context
+                                                  caption and reference answers naming every object (WorldJudge)
+    mmvet/mm-vet.json, mmvet/images/v1_<n>.png    MM-Vet: <AND>/<OR> ground truths over rec/spat/math/gen
     captions/{val,probe}_prompts.jsonl            {"image_id", "image", "prompt"} for CHAIR captioning
     train/captions.jsonl, train/yesno.jsonl,      {"image", "prompt", "answer"} for training the tiny model
     train/vqa.jsonl                               (vqa: short answers worded as the GQA/VizWiz files word them)
@@ -91,10 +95,13 @@ class WorldConfig:
     n_mmbench_questions: int = 100  # each written with its circular copies
     n_gqa_questions: int = 300
     n_vizwiz_questions: int = 200  # one question per image, as VizWiz
+    n_llava_wild_questions: int = 30  # conv, detail and complex on each of ceil(n / 3) images
+    n_mmvet_questions: int = 30  # one image per question
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_val", "n_probe", "captions_per_image", "n_pope_images", "mme_images_per_task",
-                     "n_mmbench_questions", "n_gqa_questions", "n_vizwiz_questions"):
+                     "n_mmbench_questions", "n_gqa_questions", "n_vizwiz_questions", "n_llava_wild_questions",
+                     "n_mmvet_questions"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise UserError(f"WorldConfig.{name}: expected a positive integer, got {getattr(self, name)!r}")
         if self.image_size < 32 or self.image_size % 2:
@@ -102,6 +109,9 @@ class WorldConfig:
         if self.n_vizwiz_questions > self.n_val:
             raise UserError(f"WorldConfig.n_vizwiz_questions: VizWiz asks one question per image, so at most "
                             f"n_val={self.n_val}, got {self.n_vizwiz_questions}")
+        if self.n_llava_wild_questions > 3 * self.n_val:
+            raise UserError(f"WorldConfig.n_llava_wild_questions: three questions per image, so at most "
+                            f"3 * n_val={3 * self.n_val}, got {self.n_llava_wild_questions}")
         w = self.objects_per_image_weights
         if not 1 <= len(w) <= 4 or any(x < 0 for x in w) or sum(w) <= 0:
             raise UserError(f"WorldConfig.objects_per_image_weights: expected 1 to 4 non-negative weights "
@@ -129,7 +139,8 @@ class WorldConfig:
     def quick(cls, seed: int = 0, **overrides: Any) -> "WorldConfig":
         """A small world for tests and smoke runs (about a tenth of the default)."""
         small = dict(n_train=400, n_val=80, n_probe=40, n_pope_images=30, mme_images_per_task=10,
-                     n_mmbench_questions=20, n_gqa_questions=60, n_vizwiz_questions=40)
+                     n_mmbench_questions=20, n_gqa_questions=60, n_vizwiz_questions=40,
+                     n_llava_wild_questions=12, n_mmvet_questions=12)
         return cls(seed=seed, **{**small, **overrides})
 
     def to_json(self) -> dict[str, Any]:
@@ -161,6 +172,14 @@ class WorldPaths:
     gqa_images: Path  # <imageId>.jpg
     vizwiz_annotations: Path
     vizwiz_images: Path  # <image>
+    llava_wild_dir: Path  # the LLaVA-Bench folder: LlavaWildSuite(llava_wild_dir)
+    llava_wild_questions: Path
+    llava_wild_context: Path
+    llava_wild_answers: Path  # answers_gpt4.jsonl: the reference answers
+    llava_wild_images: Path
+    mmvet_dir: Path  # the MM-Vet folder: MMVetSuite(mmvet_dir)
+    mmvet_json: Path
+    mmvet_images: Path
     val_prompts: Path
     probe_prompts: Path
     train_captions: Path
@@ -184,6 +203,10 @@ class WorldPaths:
             mme_images=r / "mme/MME_Benchmark_release_version", mmbench_tsv=r / "mmbench/mmbench_dev_en.tsv",
             gqa_questions=r / "gqa/testdev_balanced_questions.json", gqa_images=r / "gqa/images",
             vizwiz_annotations=r / "vizwiz/val.json", vizwiz_images=r / "vizwiz/val",
+            llava_wild_dir=r / "llava_wild", llava_wild_questions=r / "llava_wild/questions.jsonl",
+            llava_wild_context=r / "llava_wild/context.jsonl", llava_wild_answers=r / "llava_wild/answers_gpt4.jsonl",
+            llava_wild_images=r / "llava_wild/images", mmvet_dir=r / "mmvet", mmvet_json=r / "mmvet/mm-vet.json",
+            mmvet_images=r / "mmvet/images",
             val_prompts=r / "captions/val_prompts.jsonl", probe_prompts=r / "captions/probe_prompts.jsonl",
             train_captions=r / "train/captions.jsonl", train_yesno=r / "train/yesno.jsonl",
             train_vqa=r / "train/vqa.jsonl",
@@ -296,6 +319,8 @@ def _build(root: Path, cfg: WorldConfig) -> None:
     F.write_mmbench(sink, val, png_of, cfg.n_mmbench_questions, _rng(cfg.seed, "mmbench"), pairs)
     F.write_gqa(sink, val, jpeg_of, cfg.n_gqa_questions, _rng(cfg.seed, "gqa"), pairs, val_ids)
     F.write_vizwiz(sink, val, png_of, cfg.n_vizwiz_questions, _rng(cfg.seed, "vizwiz"), pairs)
+    F.write_llava_wild(sink, val, png_of, cfg.n_llava_wild_questions, _rng(cfg.seed, "llava_wild"))
+    F.write_mmvet(sink, val, png_of, cfg.n_mmvet_questions, _rng(cfg.seed, "mmvet"))
 
     # POPE, as the real one: sampled from val2014 images with at least 3 annotated categories.
     from csr_bench.suites.pope import build_pope_questions
@@ -326,6 +351,8 @@ def _build(root: Path, cfg: WorldConfig) -> None:
             "mme": "mme/eval_tool/Your_Results/<task>.txt; images in mme/MME_Benchmark_release_version/<task>/",
             "gqa": "gqa/testdev_balanced_questions.json; images in gqa/images/<imageId>.jpg",
             "vizwiz": "vizwiz/val.json; images in vizwiz/val/<image>",
+            "llava_wild": "llava_wild/questions.jsonl, context.jsonl, answers_gpt4.jsonl; images in llava_wild/images/",
+            "mmvet": "mmvet/mm-vet.json; images in mmvet/images/<imagename>",
             "jsonl_image_paths": "relative to the world root",
         },
         "vocabulary_sha256": hashlib.sha256("\n".join(vocabulary()).encode()).hexdigest(),

@@ -347,6 +347,109 @@ def test_vizwiz_annotations_official_shape(world):
         assert e["answerable"] == (0 if e["answer_type"] == "unanswerable" else 1)
 
 
+# --- LLaVA-Bench in-the-wild and MM-Vet, graded by WorldJudge -------------------------------------------------------
+
+def metric_values(suite, outputs: dict[str, str]) -> tuple[list, dict[str, float]]:
+    items = suite.items()
+    scored = [suite.score(it, outputs[it.id]) for it in items]
+    total = np.sum([s.stats for s in scored], axis=0)
+    return scored, {m.name: float(m.fn(total)) for m in suite.metrics()}
+
+
+@pytest.fixture(scope="module")
+def png_to_coco(world):
+    return {p.read_bytes(): p.name for p in world.images_val.iterdir()}
+
+
+def absent_object(present) -> str:
+    return next(c["noun"] for c in CATEGORIES if c["name"] not in present)
+
+
+def test_llava_wild_files_load_and_world_judge_rewards_the_references(world, truth, png_to_coco):
+    from csr_bench.judges import WorldJudge
+    from csr_bench.suites.llava_wild import LlavaWildSuite
+
+    suite = LlavaWildSuite(world.llava_wild_dir, judge="world")
+    items = suite.items()
+    assert len(items) == SMALL.n_llava_wild_questions
+    questions = [json.loads(line) for line in world.llava_wild_questions.read_text().splitlines()]
+    references = [json.loads(line) for line in world.llava_wild_answers.read_text().splitlines()]
+    assert [q["question_id"] for q in questions] == [r["question_id"] for r in references] == list(range(len(items)))
+    assert [q["category"] for q in questions] == (["conv", "detail", "complex"] * len(items))[:len(items)]
+    judge = WorldJudge()
+    present_of = {}
+    for q, it in zip(questions, items, strict=True):
+        image = world.llava_wild_images / q["image"]
+        present = set(truth[png_to_coco[image.read_bytes()]]["cats"])  # the image is a val2014 image
+        present_of[it.id] = present
+        assert judge.mentioned(it.target["context"]) == present, it.target["context"]
+        assert judge.mentioned(it.target["reference"]) == present, it.target["reference"]
+        assert it.meta["question"] == q["text"]
+
+    refs = {str(r["question_id"]): r["text"] for r in references}
+    scored, values = metric_values(suite, refs)
+    assert values["judge_missing"] == 0 and values["score"] >= 95
+    assert all(s.scores["model_score"] >= 9 for s in scored)
+
+    wrong = {k: f"{v} There is {absent_object(present_of[k])} too." for k, v in refs.items()}
+    scored_wrong, values_wrong = metric_values(suite, wrong)
+    assert all(w.scores["model_score"] < s.scores["model_score"] for s, w in zip(scored, scored_wrong))
+    assert values_wrong["score"] < values["score"] - 10
+
+
+def mmvet_truth_holds(q: dict, t) -> bool:
+    cats, boxes = t["cats"], t["boxes"]
+    noun_of = {c["name"]: (c["noun"], c["noun_plural"]) for c in CATEGORIES}
+    if m := re.fullmatch(r"What color is the (.+)\?", q["question"]):
+        return q["answer"] == COLOR_OF[m.group(1)]
+    if m := re.fullmatch(r"What is (to the left of|above) the (.+)\?", q["question"]):
+        a = q["answer"].split("<OR>")[0]
+        return relation_holds(boxes, a, "left" if "left" in m.group(1) else "above", m.group(2))
+    if q["question"] == "How many objects are there in the image?":
+        return int(q["answer"]) == sum(cats.values())
+    words = {noun_of[c][cats[c] > 1] for c in cats}
+    return sorted(q["answer"].split("<AND>")) == sorted(words)
+
+
+def test_mmvet_file_loads_and_world_judge_rewards_the_ground_truth(world, truth, png_to_coco):
+    from csr_bench.suites.mmvet import CAPABILITIES, MMVetSuite
+
+    data = json.loads(world.mmvet_json.read_text())
+    assert list(data) == [f"v1_{n}" for n in range(SMALL.n_mmvet_questions)]  # release order, not string order
+    for q in data.values():
+        assert list(q) == ["imagename", "capability", "question", "answer"]
+        assert set(q["capability"]) <= set(CAPABILITIES) and q["capability"][0] == "rec"
+        assert "<AND>" not in q["answer"] or "<OR>" not in q["answer"]
+        t = truth[png_to_coco[(world.mmvet_images / q["imagename"]).read_bytes()]]
+        assert mmvet_truth_holds(q, t), q
+    assert {c for q in data.values() for c in q["capability"]} >= {"rec", "spat", "math"}
+
+    suite = MMVetSuite(world.mmvet_dir, judge="world")
+    assert [it.id for it in suite.items()] == list(data)
+    # The ground truth said as a sentence: every <AND> part, the first <OR> option.
+    said = {k: "It is " + " and ".join(p.split("<OR>")[0] for p in q["answer"].split("<AND>")) + "."
+            for k, q in data.items()}
+    scored, values = metric_values(suite, said)
+    assert values["judge_missing"] == 0 and values["score"] == pytest.approx(100)
+    assert values["cap_rec"] == pytest.approx(100)
+
+    def present(q):
+        return truth[png_to_coco[(world.mmvet_images / q["imagename"]).read_bytes()]]["cats"]
+
+    wrong = {k: f"It is {absent_object(present(q))}." for k, q in data.items()}
+    _, values_wrong = metric_values(suite, wrong)
+    assert values_wrong["judge_missing"] == 0 and values_wrong["score"] < 30
+
+
+def test_world_paths_name_the_llava_wild_and_mmvet_files(world):
+    listed = {f["path"] for f in json.loads(world.world_json.read_text())["files"]}
+    for p in (world.llava_wild_questions, world.llava_wild_context, world.llava_wild_answers, world.mmvet_json):
+        assert p.relative_to(world.root).as_posix() in listed
+    for folder in (world.llava_wild_images, world.mmvet_images):
+        names = {p.relative_to(world.root).as_posix() for p in folder.iterdir()}
+        assert names and names <= listed
+
+
 # --- world.json and the vocabulary -------------------------------------------------------------------------------
 
 def test_world_json_lists_every_file_with_its_hash(world):
@@ -379,6 +482,12 @@ def all_texts(world) -> list[str]:
         texts += [q["question"], q["answer"], q["fullAnswer"]]
     for e in json.loads(world.vizwiz_annotations.read_text()):
         texts += [e["question"]] + [a["answer"] for a in e["answers"]]
+    for p in (world.llava_wild_questions, world.llava_wild_context, world.llava_wild_answers):
+        for line in p.read_text().splitlines():
+            r = json.loads(line)
+            texts += [r.get("text", ""), r.get("caption", "")]
+    for q in json.loads(world.mmvet_json.read_text()).values():
+        texts += [q["question"]] + re.split(r"<AND>|<OR>", q["answer"])
     return texts
 
 
