@@ -1,7 +1,8 @@
 """`csr-bench demo`: the whole mission on the embedded world, on two CPU cores, in minutes.
 
 1. generate the world (official file formats);
-2. evaluate the shipped tiny LLaVA on CHAIR (probe split), POPE (three splits), MME and MMBench;
+2. evaluate the shipped tiny LLaVA on CHAIR (probe split), POPE (three splits), MME, MMBench, GQA and VizWiz
+   (and LLaVA-W / MM-Vet graded by the world's judge);
 3. improve it with CSR (several iterations, one checkpoint per iteration, one or more training seeds) and
    evaluate every checkpoint;
 4. compare the base model with the final checkpoint and write the leaderboard with intervals.
@@ -20,7 +21,9 @@ from typing import Callable
 
 from csr_bench.core.files import atomic_write_json
 
-DEMO_TASKS = ("chair_probe", "pope_random", "pope_popular", "pope_adversarial", "mme", "mmbench")
+DEMO_TASKS = ("chair_probe", "pope_random", "pope_popular", "pope_adversarial", "mme", "mmbench", "gqa", "vizwiz")
+# Judge-style tasks, included when the world has them (graded by the world's judge).
+JUDGED_TASKS = ("llava_wild", "mmvet")
 BASE_LABEL = "tiny"
 
 
@@ -60,10 +63,11 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, publish: str | os.P
         generate_world(world, config=config)
     else:
         say(f"[1/4] world already in {world}")
-    tasks = [world_tasks(world)[name] for name in DEMO_TASKS]
+    known = world_tasks(world)
+    tasks = [known[name] for name in DEMO_TASKS] + [known[name] for name in JUDGED_TASKS if name in known]
     runs = out / "runs"
 
-    say(f"[2/4] evaluating the shipped tiny model on {', '.join(DEMO_TASKS)}")
+    say(f"[2/4] evaluating the shipped tiny model on {', '.join(t.name for t in tasks)}")
     evaluate("tiny", tasks, out=runs, name=BASE_LABEL, batch_size=16)
 
     final_label = _improve_and_evaluate(world, tasks, runs, out, plan, say)

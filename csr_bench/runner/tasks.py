@@ -46,6 +46,11 @@ def world_tasks(world: str | Path) -> dict[str, Task]:
     tasks["mmbench"] = Task("mmbench", "mmbench", w / "mmbench" / "mmbench_dev_en.tsv")
     tasks["gqa"] = Task("gqa", "gqa", w / "gqa" / "testdev_balanced_questions.json")
     tasks["vizwiz"] = Task("vizwiz", "vizwiz", w / "vizwiz" / "val.json")
+    # Judge-style suites, graded by the world's own judge from its ground truth (no network).
+    if (w / "llava_wild" / "questions.jsonl").is_file():
+        tasks["llava_wild"] = Task("llava_wild", "llava_wild", w / "llava_wild", {"judge": "world"})
+    if (w / "mmvet" / "mm-vet.json").is_file():
+        tasks["mmvet"] = Task("mmvet", "mmvet", w / "mmvet", {"judge": "world"})
     return tasks
 
 
