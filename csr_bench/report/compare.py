@@ -47,9 +47,6 @@ class RunGroup:
         shown = [(k, v) for k, v in sorted(self.suite_config.items()) if k in VARIANT_KEYS and isinstance(v, (str, int))]
         return ", ".join(f"{k}={v}" for k, v in shown)
 
-    def seeds(self) -> list[int]:
-        return [r.manifest.seed for r in self.runs]
-
     def aligned(self, units: Sequence[str]) -> np.ndarray:
         index = {u: i for i, u in enumerate(self.units)}
         return self.stats[:, [index[u] for u in units], :]

@@ -8,7 +8,7 @@ of the column sums of per-unit statistics (see ../shared/DESIGN.md, "Metrics as 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import numpy as np
 
@@ -108,7 +108,3 @@ class Suite:
             v = float(m(sums))
             out[m.name] = None if not np.isfinite(v) else v
         return out
-
-
-def metrics_by_name(metrics: Iterable[Metric]) -> Mapping[str, Metric]:
-    return {m.name: m for m in metrics}
