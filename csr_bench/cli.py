@@ -28,6 +28,8 @@ score_app = typer.Typer(help="Score predictions made elsewhere into a run folder
 app.add_typer(score_app, name="score")
 world_app = typer.Typer(help="The embedded world: synthetic scenes in the official file formats, tiny models.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
+import_app = typer.Typer(help="Import results of other harnesses into run folders (no model needed).", no_args_is_help=True)
+app.add_typer(import_app, name="import")
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -164,7 +166,8 @@ def score_mmbench(
 
         client = OpenAIJudge(judge_model, base_url=judge)
         judge_fn = lambda prompt: client.complete(JudgeRequest.user(prompt)).text  # noqa: E731
-    suite = MmbenchSuite(predictions, matcher=matcher, judge=judge_fn, judge_name=f"{judge_model}@{judge}" if judge else None)
+    judge_name = f"{judge_model}@{client.describe()['url']}" if judge else None  # credentials in the URL never recorded
+    suite = MmbenchSuite(predictions, matcher=matcher, judge=judge_fn, judge_name=judge_name)
     _score(suite, predictions, out=out, model_name=model_name, as_json=as_json)
 
 
@@ -212,6 +215,33 @@ for _name, (_title, _help) in QA_SUITES.items():
     _add_qa_score_command(_name, _title, _help)
 
 
+@import_app.command("lmms")
+def import_lmms(
+    samples: Path = typer.Argument(..., help="lmms-eval sample log (the *_samples_<task>.jsonl of --log_samples)."),
+    task: str = typer.Option(..., help="The lmms-eval task of the log (pope*, mme, mmbench_en_dev, seedbench, scienceqa_img, gqa, vizwiz_vqa_val, llava_in_the_wild, mmvet, coco_cap_chair)."),
+    out: Path = typer.Option(..., help="Run folder to write (atomically; refuses a non-empty folder)."),
+    lmms_format: Optional[str] = typer.Option(None, "--format", help="Which of those tasks' formats a task of your own uses (default: from --task)."),
+    model_name: Optional[str] = typer.Option(None, "--model-name", help="Model label in the run (default: the log's stem)."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"suite", "task", "n", "metrics"} as JSON.'),
+) -> None:
+    """Convert an lmms-eval sample log into a run folder: our metrics, intervals and comparisons for it."""
+    from csr_bench.interop.lmms_import import import_lmms_samples
+
+    summary = import_lmms_samples(samples, task, out, model_name=model_name, lmms_format=lmms_format)
+    for note in summary["notes"]:
+        _warn(note)
+    if as_json:
+        _print_json({"suite": summary["suite"], "task": task, "n": summary["n_items"], "metrics": summary["metrics"]})
+        return
+    ivals = summary["intervals"]["values"]
+    table = Table("metric", "value", "95% interval", title=f"{task} ({summary['suite']}): {summary['n_items']} items, {summary['n_units']} units")
+    for metric, value in summary["metrics"].items():
+        lo, hi = ivals[metric]["low"], ivals[metric]["high"]
+        table.add_row(metric, "null" if value is None else f"{value:.4f}", "" if lo is None else f"[{lo:.4f}, {hi:.4f}]")
+    out_console.print(table)
+    out_console.print(f"run written to {out}")
+
+
 def _int_list(text: str, option: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
@@ -225,7 +255,7 @@ def _int_list(text: str, option: str) -> list[int]:
 @app.command("eval")
 def eval_cmd(
     model: str = typer.Option(..., help="Model spec: 'tiny', 'hf:PATH_OR_HUB_ID' or a checkpoint folder."),
-    suite: str = typer.Option(..., help="Task names, comma-separated (world tasks with --world, else one suite)."),
+    suite: str = typer.Option(..., "--suite", "--task", help="Task names, comma-separated (world tasks with --world, else one suite; lmms-eval task names with --backend lmms-eval)."),
     out: Path = typer.Option(..., help="Results folder; runs go to OUT/<name>/<task>/seed<k>."),
     world: Optional[Path] = typer.Option(None, help="A world folder from 'csr-bench world generate'."),
     data: Optional[Path] = typer.Option(None, help="The suite's data file or folder (real data)."),
@@ -239,25 +269,63 @@ def eval_cmd(
     temperature: float = typer.Option(1.0, help="Sampling temperature (with --sample)."),
     num_beams: int = typer.Option(1, min=1, help="Beam search width (1: greedy or sampling)."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch (default: torch's choice)."),
+    backend: str = typer.Option("native", help="native (our suites) or lmms-eval (run lmms-eval tasks, keep per-item scores; needs csr-bench[lmms])."),
+    include_path: Optional[Path] = typer.Option(None, help="With --backend lmms-eval: a folder of extra lmms-eval task YAMLs."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Let the checkpoint run its own Python code (auto_map in config.json) while loading; only for code you have read."),
 ) -> None:
     """Evaluate a model on suites (resumable: rerun the same command to continue a killed run)."""
     from csr_bench.runner.evaluate import evaluate
     from csr_bench.runner.tasks import resolve_tasks
 
+    if backend not in ("native", "lmms-eval"):
+        raise UserError(f"--backend '{backend}': expected native or lmms-eval")
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
+    if backend == "lmms-eval":
+        _eval_lmms(model, suite, out=out, seeds=_int_list(seeds, "--seeds"), name=name, batch_size=batch_size,
+                   limit=limit, include_path=include_path, trust_remote_code=trust_remote_code)
+        return
+    if include_path is not None:
+        raise UserError("--include-path is an lmms-eval option: add --backend lmms-eval")
 
     tasks = resolve_tasks([s.strip() for s in suite.split(",") if s.strip()], world=world, data=data, image_root=image_root)
     run_dirs = evaluate(
         model, tasks, out=out, seeds=_int_list(seeds, "--seeds"), name=name, batch_size=batch_size, limit=limit,
         max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, num_beams=num_beams,
+        trust_remote_code=trust_remote_code,
     )
+    from csr_bench.runner.distributed import is_main_process
+
+    if not is_main_process():  # under accelerate/torchrun only rank 0 reports the merged runs
+        return
     for d in run_dirs:
         metrics = json.loads((d / "metrics.json").read_text())["metrics"]
         shown = ", ".join(f"{k}={'null' if v is None else f'{v:.4f}'}" for k, v in list(metrics.items())[:6])
         out_console.print(f"{d}: {shown}")
+
+
+def _eval_lmms(model: str, tasks: str, *, out: Path, seeds: list[int], name: Optional[str], batch_size: int,
+               limit: Optional[int], include_path: Optional[Path], trust_remote_code: bool = False) -> None:
+    """`eval --backend lmms-eval`: each lmms-eval task into OUT/<name>/<task>/seed<k>, as native runs."""
+    from csr_bench.interop.lmms_run import require_lmms_eval, run_lmms_task
+    from csr_bench.models import load_adapter
+    from csr_bench.runner.evaluate import model_label
+
+    require_lmms_eval()
+    names = [s.strip() for s in tasks.split(",") if s.strip()]
+    if not names:
+        raise UserError("--task is empty")
+    label = name or model_label(model)
+    adapter = load_adapter(model, **({"trust_remote_code": True} if trust_remote_code else {}))
+    for task in names:
+        for seed in seeds:
+            run = run_lmms_task(model, task, out / label / task / f"seed{seed}", include_path=include_path, limit=limit,
+                                seed=seed, batch_size=batch_size, name=label, adapter=adapter)
+            metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+            shown = ", ".join(f"{k}={'null' if v is None else f'{v:.4f}'}" for k, v in list(metrics.items())[:6])
+            out_console.print(f"{run}: {shown}")
 
 
 @app.command("improve")
@@ -390,6 +458,18 @@ def demo_cmd(
     run_demo(out, quick=quick, publish=publish, say=lambda msg: out_console.print(msg, highlight=False))
 
 
+@app.command("sweep")
+def sweep_cmd(
+    file: Path = typer.Argument(..., help="Sweep file (TOML): models × tasks × seeds, improver chains, leaderboard."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (each unit done or to do) and run nothing."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch (default: the file's 'threads')."),
+) -> None:
+    """Run a sweep file: skips finished runs and checkpoints, runs the rest, writes the leaderboard (idempotent)."""
+    from csr_bench.runner.sweep import run_sweep
+
+    run_sweep(file, dry_run=dry_run, threads=threads, say=lambda msg: out_console.print(msg, highlight=False, soft_wrap=True))
+
+
 @world_app.command("generate")
 def world_generate(
     out: Path = typer.Option(..., help="World folder to write (replaces an earlier world there)."),
@@ -431,13 +511,38 @@ def world_train(
         out_console.print({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
 
 
+def _click_exceptions():
+    """click's exceptions as typer raises them (recent typer ships its own copy of click as typer._click)."""
+    try:
+        from typer import _click as click_module
+    except ImportError:  # typer before 0.26 uses click itself
+        import click as click_module
+    return click_module.exceptions
+
+
 def main() -> None:
+    errors = _click_exceptions()
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:
-        app()
+        # Not standalone: click's usage errors (an unknown command, a missing option) come here, to be one line too.
+        code = app(standalone_mode=False)
     except UserError as e:
         err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
+    except getattr(errors, "NoArgsIsHelpError", ()) as e:  # `csr-bench` alone: its help, as typer shows it
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(e)
+        sys.exit(e.exit_code)
+    except errors.ClickException as e:
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if isinstance(e, errors.UsageError) and ctx is not None else ""
+        err_console.print(f"error: {e.format_message()}{hint}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err_console.print("aborted", markup=False)
+        sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("interrupted", markup=False)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

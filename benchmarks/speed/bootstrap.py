@@ -6,6 +6,7 @@ the same data. scipy gets its fastest layout we found (boolean one-hot, `batch=1
 batches were 2-4x slower on a 2-core machine) so the ratio is not flattered.
 
 Run: python benchmarks/speed/bootstrap.py [--items 9000] [--resamples 10000] [--repeats 5] [--scipy-batch 100]
+     [--json FILE]   (also write the result as JSON, for run_all.py)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
@@ -60,6 +62,7 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=10000)
     parser.add_argument("--repeats", type=int, default=5, help="runs of ours; the median is reported")
     parser.add_argument("--scipy-batch", type=int, default=100)
+    parser.add_argument("--json", help="also write the result here as JSON (read by run_all.py)")
     args = parser.parse_args()
 
     a_items, b_items = pope_items(args.items, np.random.default_rng(2024))
@@ -95,6 +98,17 @@ def main() -> None:
         f"  scipy: [{ci.low:.5f}, {ci.high:.5f}]  se {reference.standard_error:.5f}   {scipy_time * 1e3:9.1f} ms"
     )
     print(f"  speed-up: {scipy_time / ours_time:.0f}x")
+    if args.json:
+        row = {
+            "benchmark": "bootstrap.py",
+            "what": f"paired bootstrap of delta F1, {args.items:,} POPE-style items, {args.resamples:,} resamples, "
+                    "percentile interval",
+            "baseline": "scipy.stats.bootstrap(paired=True, vectorized=True)",
+            "ours_s": ours_time, "baseline_s": scipy_time, "ratio": scipy_time / ours_time,
+            "same_result": None, "note": f"ours: median of {args.repeats} runs; scipy: one run, batch {args.scipy_batch}",
+        }
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"rows": [row]}, f, indent=2)
 
 
 if __name__ == "__main__":

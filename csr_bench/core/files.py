@@ -20,23 +20,43 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     return p
 
 
+# A JSON Lines line longer than this is refused before it is parsed. No model answer or data record comes near it
+# (16 MiB is about four million tokens); a longer line is a wrong file (a binary, a one-line dump, images inlined
+# by mistake), and parsing it would cost memory in proportion.
+MAX_JSONL_LINE_BYTES = 16 * 1024 * 1024
+
+
 def read_jsonl(path: str | os.PathLike, what: str = "JSON Lines file") -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line; a bad line is a UserError naming it."""
+    """Yield (line number, object) for each non-blank line; a bad line is a UserError naming it.
+
+    Bad lines: malformed JSON, not an object, not UTF-8, longer than MAX_JSONL_LINE_BYTES.
+    """
     p = require_file(path, what)
-    try:
-        with p.open("r", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{p}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-                if not isinstance(obj, dict):
-                    raise UserError(f"{p}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-                yield lineno, obj
-    except UnicodeDecodeError as e:
-        raise UserError(f"{p}: not UTF-8 text (byte {e.start})") from None
+    with p.open("rb") as f:
+        lineno = 0
+        while True:
+            raw = f.readline(MAX_JSONL_LINE_BYTES + 1)
+            if not raw:
+                return
+            lineno += 1
+            if len(raw) > MAX_JSONL_LINE_BYTES:
+                raise UserError(
+                    f"{p}:{lineno}: line longer than {MAX_JSONL_LINE_BYTES >> 20} MiB; expected one JSON object per "
+                    "line (is this the right file?)"
+                )
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{p}:{lineno}: not UTF-8 text (byte {e.start} of the line)") from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{p}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{p}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
@@ -47,6 +67,20 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         raise UserError(f"{p}:{e.lineno}: malformed JSON ({e.msg})") from None
     except UnicodeDecodeError as e:
         raise UserError(f"{p}: not UTF-8 text (byte {e.start})") from None
+
+
+def path_inside(root: str | os.PathLike, name: str, where: str, what: str = "image") -> str:
+    """`root / name` for a path that a data file names (`where`: the file and its line or key).
+
+    The path must stay inside `root` once resolved: a name that climbs out with "..", an absolute path elsewhere,
+    or a symlink that leads out of `root` is a UserError. The joined path is returned unresolved, as given.
+    """
+    joined = Path(root) / name
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(joined)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise UserError(f"{where}: {what} {name!r} is outside the data root {root} (it resolves to {real})")
+    return str(joined)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

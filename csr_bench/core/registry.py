@@ -77,7 +77,7 @@ BUILTIN_SUITES = {
 }
 
 suites = Registry("suite", "csr_bench.suites", BUILTIN_SUITES)
-adapters = Registry("adapter", "csr_bench.adapters", {"hf": "csr_bench.models.hf:HFAdapter"})
+adapters = Registry("adapter", "csr_bench.adapters", {"hf": "csr_bench.models.hf:HFAdapter", "vllm": "csr_bench.models.vllm:VLLMAdapter"})
 improvers = Registry("improver", "csr_bench.improvers", {"csr": "csr_bench.improvers.csr.improver:CSRImprover"})
 
 suite = suites.register

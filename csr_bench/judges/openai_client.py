@@ -79,7 +79,7 @@ class OpenAIJudge:
         return f"OpenAIJudge(model={self.model!r}, url={self.url!r})"
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "openai", "model": self.model, "url": self.base_url}
+        return {"kind": "openai", "model": self.model, "url": url_without_credentials(self.base_url)}
 
     def complete(self, request: JudgeRequest) -> JudgeReply:
         key = request_key(self.describe(), request)
@@ -149,3 +149,14 @@ class OpenAIJudge:
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("CSR_BENCH_CACHE", Path.home() / ".cache" / "csr_bench")) / "judge"
+
+
+def url_without_credentials(url: str) -> str:
+    """A URL as recorded in manifests and cache keys: any user:password@ part is dropped, so it never reaches disk."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -112,6 +113,43 @@ def _to_hf_messages(messages: Sequence[Message]) -> tuple[list[dict[str, Any]], 
     return conv, images
 
 
+def check_processor(processor, model: str) -> None:
+    """A vision-language processor with a chat template (taken from the tokenizer where only it has one)."""
+    tokenizer = getattr(processor, "tokenizer", None)
+    if tokenizer is None or not hasattr(processor, "image_processor"):
+        raise UserError(f"{model}: the processor has no tokenizer and image processor; expected a vision-language model")
+    if not getattr(processor, "chat_template", None):
+        if getattr(tokenizer, "chat_template", None):  # some checkpoints keep it on the tokenizer only
+            processor.chat_template = tokenizer.chat_template
+        else:
+            raise UserError(f"{model}: no chat template (expected chat_template.jinja or .json in the checkpoint)")
+
+
+def render_prompt(processor, messages: Sequence[Message]) -> tuple[str, list[str]]:
+    """The chat-template text of a conversation (continuing a final assistant message) and its image paths.
+
+    Shared by every adapter that renders prompts with a transformers processor (hf, vllm).
+    """
+    conv, images = _to_hf_messages(messages)
+    if not conv:
+        raise UserError("empty conversation: expected at least one message")
+    continue_final = conv[-1]["role"] == "assistant"
+    if continue_final and not any(p.get("text") for p in conv[-1]["content"]):
+        conv = conv[:-1]  # an empty assistant prefix is the plain generation prompt
+        continue_final = False
+    text = processor.apply_chat_template(
+        conv, add_generation_prompt=not continue_final, continue_final_message=continue_final, tokenize=False
+    )
+    return text, images
+
+
+def adds_special_tokens(tokenizer, text: str) -> bool:
+    """Whether to tokenize a rendered prompt with special tokens: as the processor's own
+    apply_chat_template(tokenize=True), no second BOS when the template writes one."""
+    bos = tokenizer.bos_token
+    return not (bos is not None and text.startswith(bos))
+
+
 class _StopOnStrings:
     """Stopping criterion: a row is done once its generated text contains one of the stop strings."""
 
@@ -152,10 +190,13 @@ class HFAdapter:
 
         if dtype not in DTYPES:
             raise UserError(f"dtype '{dtype}': expected one of {', '.join(DTYPES)}")
-        if device not in DEVICES:
-            raise UserError(f"device '{device}': expected one of {', '.join(DEVICES)}")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise UserError("device 'cuda': no CUDA device is available; use device 'cpu' or 'auto'")
+        # "cuda:N" picks one GPU (a rank of a sharded evaluation uses cuda:LOCAL_RANK).
+        if device not in DEVICES and not re.fullmatch(r"cuda:\d+", device):
+            raise UserError(f"device '{device}': expected one of {', '.join(DEVICES)} or cuda:N")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"device '{device}': no CUDA device is available; use device 'cpu' or 'auto'")
+        if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+            raise UserError(f"device '{device}': only {torch.cuda.device_count()} CUDA device(s) are visible")
         if model == TINY_MODEL_NAME:
             model = str(TINY_LLAVA_PATH)
         local = Path(model).expanduser()
@@ -189,6 +230,9 @@ class HFAdapter:
                     source, dtype=DTYPES[dtype], use_safetensors=True, device_map=str(self.device), **load_kwargs
                 )
         except OSError as e:
+            if "use_safetensors" in str(e):  # found, but without safetensors weights: pickles are never loaded
+                raise UserError(f"{model}: weights are not safetensors (no model.safetensors); convert them to "
+                                "safetensors") from None
             if self.local_path is None and not allow_download:
                 raise UserError(
                     f"{model}: not a local folder and not in the local Hugging Face cache "
@@ -196,6 +240,11 @@ class HFAdapter:
                 ) from None
             raise UserError(f"{model}: cannot load the checkpoint ({_first_line(e)})") from None
         except ValueError as e:
+            if not trust_remote_code and "trust_remote_code" in str(e):  # transformers refused to run its code
+                raise UserError(
+                    f"{model}: the checkpoint ships Python code (auto_map in config.json) that loading would run; "
+                    "read it, then pass --trust-remote-code (trust_remote_code=True) to allow it"
+                ) from None
             raise UserError(f"{model}: not an image-text-to-text checkpoint ({_first_line(e)})") from None
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"  # generation appends on the right
@@ -205,35 +254,15 @@ class HFAdapter:
         self._fingerprint: str | None = None
 
     def _check_processor(self, model: str) -> None:
-        tokenizer = getattr(self.processor, "tokenizer", None)
-        if tokenizer is None or not hasattr(self.processor, "image_processor"):
-            raise UserError(f"{model}: the processor has no tokenizer and image processor; expected a vision-language model")
-        if not getattr(self.processor, "chat_template", None):
-            if getattr(tokenizer, "chat_template", None):  # some checkpoints keep it on the tokenizer only
-                self.processor.chat_template = tokenizer.chat_template
-            else:
-                raise UserError(f"{model}: no chat template (expected chat_template.jinja or .json in the checkpoint)")
+        check_processor(self.processor, model)
 
     # ------------------------------------------------------------------------------------------- encoding
 
     def _render(self, messages: Sequence[Message]) -> tuple[str, list[str]]:
-        """The chat-template text of a conversation (continuing a final assistant message) and its images."""
-        conv, images = _to_hf_messages(messages)
-        if not conv:
-            raise UserError("empty conversation: expected at least one message")
-        continue_final = conv[-1]["role"] == "assistant"
-        if continue_final and not any(p.get("text") for p in conv[-1]["content"]):
-            conv = conv[:-1]  # an empty assistant prefix is the plain generation prompt
-            continue_final = False
-        text = self.processor.apply_chat_template(
-            conv, add_generation_prompt=not continue_final, continue_final_message=continue_final, tokenize=False
-        )
-        return text, images
+        return render_prompt(self.processor, messages)
 
     def _add_special_tokens(self, text: str) -> bool:
-        # As the processor's own apply_chat_template(tokenize=True): no second BOS when the template has one.
-        bos = self.tokenizer.bos_token
-        return not (bos is not None and text.startswith(bos))
+        return adds_special_tokens(self.tokenizer, text)
 
     def _encode(self, texts: list[str], image_paths: list[list[str]]):
         images = [_load_image(p) for paths in image_paths for p in paths]

@@ -1,14 +1,23 @@
-"""The resumable evaluation loop: items -> outputs (in batches) -> samples appended to the run folder."""
+"""The resumable evaluation loop: items -> outputs (in batches) -> samples appended to the run folder.
+
+Under `accelerate launch` or `torchrun` (WORLD_SIZE > 1) the items are sharded over the ranks: each appends
+to its own shard file, and rank 0 merges them into a run folder identical to a single-process run.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from csr_bench.core.types import Item, RunManifest
+from csr_bench.runner.distributed import shard_batches
 from csr_bench.runner.scoring import make_sample, summarize
-from csr_bench.runner.store import RunWriter
+from csr_bench.runner.store import SHARD_GLOB, SampleLog, RunWriter, consolidate_samples, finalize_run, prepare_run, shard_file_name
 from csr_bench.suites.base import Suite
+
+if TYPE_CHECKING:
+    from csr_bench.runner.distributed import ProcessGroup
 
 # Produces one output per item of a batch, in order.
 OutputFn = Callable[[Sequence[Item]], Sequence[str | None]]
@@ -29,11 +38,8 @@ def run_items(
     A killed run, rerun with the same manifest, continues after the last complete line: no item is lost,
     none is computed twice. Returns the metrics summary (also written to metrics.json).
     """
-    ids = [it.id for it in items]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise ValueError(f"duplicate item id {dup!r}")
-    writer = RunWriter(run_dir, manifest)
+    order = _item_order(items)
+    writer = RunWriter(run_dir, manifest, order)
     try:
         todo = [it for it in items if it.id not in writer.done]
         done = len(items) - len(todo)
@@ -49,25 +55,116 @@ def run_items(
             done += len(batch)
             if progress:
                 progress(done, len(items))
-        order = {i: n for n, i in enumerate(ids)}
-        samples = sorted((s for s in writer.done.values() if s.item_id in order), key=lambda s: order[s.item_id])
-        summary = summarize(suite, samples, seed=manifest.seed)
+        summary = summarize(suite, _run_samples(writer.done, order), seed=manifest.seed)
         writer.finish(summary)
         return summary
     finally:
         writer.close()
 
 
+def run_items_sharded(
+    suite: Suite,
+    items: Sequence[Item],
+    produce: OutputFn,
+    run_dir: str | os.PathLike,
+    manifest: RunManifest,
+    group: "ProcessGroup",
+    *,
+    batch_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """`run_items` over the ranks of `group`; every rank calls it with the same arguments.
+
+    Rank 0 opens the folder (folding in the shards of a killed earlier run, so nothing done is recomputed,
+    whatever the earlier world size). The items still to do are cut into the batches one process would form and
+    dealt round-robin; each rank appends its samples to its own shard file. After a barrier rank 0 merges the
+    shards into samples.jsonl in item order and writes metrics.json and the manifest, exactly as `run_items`
+    would. Returns the metrics summary on every rank.
+    """
+    order = _item_order(items)
+    rank, world = group.env.rank, group.env.world_size
+
+    def prepare() -> list[str]:
+        return list(prepare_run(run_dir, manifest, order))
+
+    done = set(group.on_main(prepare))  # every rank learns what is done; no rank reads a file rank 0 may rewrite
+    todo = [it for it in items if it.id not in done]
+    n_done = len(items) - len(todo)
+    if progress:
+        progress(n_done, len(items))
+    log = SampleLog(Path(run_dir) / shard_file_name(rank, world))
+    try:
+        for batch in shard_batches(todo, batch_size, rank, world):
+            outputs = produce(batch)
+            if len(outputs) != len(batch):
+                raise RuntimeError(f"model returned {len(outputs)} outputs for {len(batch)} items")
+            for item, output in zip(batch, outputs):
+                log.append(make_sample(suite, item, output))
+            if progress:
+                progress(n_done + _lines_in_shards(run_dir), len(items))
+    finally:
+        log.close()
+    group.barrier()  # every shard is complete and closed
+
+    def merge() -> dict:
+        merged = consolidate_samples(run_dir, order)
+        summary = summarize(suite, _run_samples(merged, order), seed=manifest.seed)
+        finalize_run(run_dir, manifest, summary)
+        return summary
+
+    summary = group.on_main(merge)
+    if progress:
+        progress(len(items), len(items))
+    return summary
+
+
+def _item_order(items: Sequence[Item]) -> dict[str, int]:
+    order: dict[str, int] = {}
+    for n, it in enumerate(items):
+        if it.id in order:
+            raise ValueError(f"duplicate item id {it.id!r}")
+        order[it.id] = n
+    return order
+
+
+def _run_samples(done: dict, order: dict[str, int]) -> list:
+    """The run's samples in item order (samples of items outside the run are kept on disk, not scored)."""
+    return sorted((s for s in done.values() if s.item_id in order), key=lambda s: order[s.item_id])
+
+
+def _lines_in_shards(run_dir: str | os.PathLike) -> int:
+    """Samples written so far by all ranks (for rank 0's progress bar)."""
+    total = 0
+    for shard in Path(run_dir).glob(SHARD_GLOB):
+        try:
+            total += shard.read_bytes().count(b"\n")
+        except FileNotFoundError:  # pragma: no cover - shards vanish only at the merge
+            continue
+    return total
+
+
 def check_images(items: Sequence[Item]) -> None:
-    """Every image a prompt names exists: a missing one stops the run before any folder is written."""
+    """Every image a prompt names exists and opens as an image: a bad one stops the run before a model is loaded
+    or a folder written. (PIL's verify reads the header, and a PNG's checksums; the model decodes the pixels.)"""
+    from PIL import Image
+
     from csr_bench.core.types import ImagePart
     from csr_bench.errors import UserError
 
+    seen: set[str] = set()
     for item in items:
         for message in item.messages:
             for part in message.parts:
-                if isinstance(part, ImagePart) and not os.path.isfile(part.path):
+                if not isinstance(part, ImagePart) or part.path in seen:
+                    continue
+                seen.add(part.path)
+                if not os.path.isfile(part.path):
                     raise UserError(f"item {item.id}: image file not found: {part.path}")
+                try:
+                    with Image.open(part.path) as image:
+                        image.verify()
+                except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+                    raise UserError(f"item {item.id}: image file not readable: {part.path} ({e})") from None
 
 
 def model_label(spec: str) -> str:
@@ -75,6 +172,19 @@ def model_label(spec: str) -> str:
 
     p = Path(spec)
     return p.name if p.exists() else spec.replace("/", "_").replace(":", "_")
+
+
+def run_config(suite: Suite, *, limit: int | None = None, max_new_tokens: int | None = None, do_sample: bool = False,
+               temperature: float = 1.0, num_beams: int = 1) -> dict:
+    """The `config` a run's manifest records (part of its identity): generation settings and the item limit.
+
+    One place, so that planners (sweeps) predict exactly the identity `evaluate` will write.
+    """
+    from csr_bench.runner.tasks import DEFAULT_MAX_NEW_TOKENS
+
+    tokens = max_new_tokens or getattr(suite, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
+    generation = {"max_new_tokens": tokens, "do_sample": do_sample, "temperature": temperature, "num_beams": num_beams}
+    return {"generation": generation, "limit": limit}
 
 
 def evaluate(
@@ -92,29 +202,62 @@ def evaluate(
     num_beams: int = 1,
     adapter=None,
     progress: bool = True,
+    trust_remote_code: bool = False,
 ) -> list[os.PathLike]:
-    """Evaluate one model on tasks x seeds: one resumable run folder OUT/<name>/<task>/seed<k> each."""
-    from pathlib import Path
+    """Evaluate one model on tasks x seeds: one resumable run folder OUT/<name>/<task>/seed<k> each.
 
-    from csr_bench.models import GenRequest, load_adapter
-    from csr_bench.runner.store import package_versions
-    from csr_bench.runner.tasks import DEFAULT_MAX_NEW_TOKENS
+    `trust_remote_code` lets the checkpoint's own Python code run while loading (off unless asked for).
 
-    built = [(t, t.build()) for t in tasks]  # bad data fails here, before any model is loaded or folder written
+    Started by `accelerate launch` or `torchrun` with several processes, the items are sharded over them (see
+    `run_items_sharded`); the run folders are the same as one process writes. Every rank returns the run folders,
+    complete, and only rank 0 shows progress.
+    """
+    import contextlib
+
+    from csr_bench.models import load_adapter
+    from csr_bench.runner.distributed import ProcessGroup, launch_env, rank_device
+
+    env = launch_env()
+    # Bad input fails here on every rank alike (one line, exit 2), before a model is loaded, a folder written
+    # or the ranks joined, so no rank is left waiting for another.
+    built = [(t, t.build()) for t in tasks]
     for _, suite in built:
         check_images(suite.items())
-    label = name or model_label(model)
+    from csr_bench.runner.store import check_run_folder
+
+    for task, _ in built:  # a folder that is not a run, or from a newer csr-bench, fails before the model loads
+        for seed in seeds:
+            check_run_folder(Path(out) / (name or model_label(model)) / task.name / f"seed{seed}")
     if adapter is None:
-        adapter = load_adapter(model)
+        options = {"trust_remote_code": True} if trust_remote_code else {}  # adapters without the option are unaffected
+        adapter = load_adapter(model, device=rank_device(env), **options) if env.sharded else load_adapter(model, **options)
+    group = ProcessGroup(env) if env.sharded else contextlib.nullcontext()
+    with group:
+        return _evaluate_runs(
+            model, built, adapter, out=out, seeds=seeds, name=name, batch_size=batch_size, limit=limit,
+            max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, num_beams=num_beams,
+            progress=progress and env.is_main, group=group if env.sharded else None,
+        )
+
+
+def _evaluate_runs(
+    model: str, built: list, adapter, *, out, seeds, name, batch_size, limit, max_new_tokens, do_sample, temperature,
+    num_beams, progress: bool, group: "ProcessGroup | None",
+) -> list[os.PathLike]:
+    from csr_bench.models import GenRequest
+    from csr_bench.runner.store import package_versions
+
+    label = name or model_label(model)
     fingerprint = adapter.fingerprint()
     run_dirs = []
     for task, suite in built:
         items = list(suite.items())
         if limit is not None:
             items = items[:limit]
-        tokens = max_new_tokens or getattr(suite, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
+        config = run_config(suite, limit=limit, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                            temperature=temperature, num_beams=num_beams)
         for seed in seeds:
-            gen = {"max_new_tokens": tokens, "do_sample": do_sample, "temperature": temperature, "num_beams": num_beams}
+            gen = config["generation"]
             manifest = RunManifest(
                 suite=suite.name,
                 suite_config=suite.config_dict(),
@@ -123,7 +266,7 @@ def evaluate(
                 stat_names=list(suite.stat_names),
                 data_fingerprint=suite.data_fingerprint(),
                 n_items=len(items),
-                config={"generation": gen, "limit": limit},
+                config=config,
                 task=task.name,
                 versions=package_versions(),
             )
@@ -134,7 +277,10 @@ def evaluate(
 
             run_dir = Path(out) / label / task.name / f"seed{seed}"
             with _progress_bar(f"{label} · {task.name} · seed {seed}", enabled=progress) as update:
-                run_items(suite, items, produce, run_dir, manifest, batch_size=batch_size, progress=update)
+                if group is None:
+                    run_items(suite, items, produce, run_dir, manifest, batch_size=batch_size, progress=update)
+                else:
+                    run_items_sharded(suite, items, produce, run_dir, manifest, group, batch_size=batch_size, progress=update)
             run_dirs.append(run_dir)
     return run_dirs
 

@@ -3,9 +3,13 @@
     RUN/manifest.json   what was run (schema_version first), written atomically
     RUN/samples.jsonl   one line per item, appended and flushed as produced (source of truth)
     RUN/metrics.json    aggregated metrics, written atomically at the end
+    RUN/samples.shard-RRRRR-of-WWWWW.jsonl
+                        while a sharded evaluation runs: rank R's samples, appended like samples.jsonl;
+                        merged into samples.jsonl (in item order) and removed when the run finishes
 
-A rerun into the same folder resumes: items already in samples.jsonl are skipped, a torn last line (a kill
-mid-write) is dropped, and a manifest that does not match the new run is refused rather than mixed.
+A rerun into the same folder resumes: items already in samples.jsonl or in a shard file are skipped, a torn
+last line (a kill mid-write) is dropped, and a manifest that does not match the new run is refused rather than
+mixed. A finished run's samples.jsonl is in item order however it was produced (one process, shards, resumes).
 """
 
 from __future__ import annotations
@@ -21,13 +25,19 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from csr_bench.core.files import atomic_write_json
+from csr_bench.core.files import atomic_write_json, atomic_write_text
 from csr_bench.core.types import SCHEMA_VERSION, RunManifest, Sample
 from csr_bench.errors import UserError
 
 MANIFEST = "manifest.json"
 SAMPLES = "samples.jsonl"
 METRICS = "metrics.json"
+SHARD_GLOB = "samples.shard-*-of-*.jsonl"
+
+
+def shard_file_name(rank: int, world_size: int) -> str:
+    """The samples file of one rank of a sharded evaluation."""
+    return f"samples.shard-{rank:05d}-of-{world_size:05d}.jsonl"
 
 
 def utc_now() -> str:
@@ -46,8 +56,9 @@ def package_versions(names: Iterable[str] = ("csr-bench", "numpy", "torch", "tra
     return out
 
 
-def _read_samples_file(path: Path, *, repair: bool) -> list[Sample]:
-    """Read samples.jsonl; with repair, drop a torn final line (no trailing newline) left by a kill."""
+def _read_sample_lines(path: Path, *, repair: bool) -> list[tuple[Sample, str]]:
+    """(sample, its line as written) per line of a samples file; with repair, drop a torn final line (no
+    trailing newline) left by a kill. Lines are kept verbatim so merging shards copies bytes, not re-encodes."""
     if not path.exists():
         return []
     data = path.read_bytes()
@@ -58,15 +69,57 @@ def _read_samples_file(path: Path, *, repair: bool) -> list[Sample]:
         with path.open("r+b") as f:
             f.truncate(cut)
         data = data[:cut]
-    samples = []
-    for lineno, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+    out = []
+    # Split on "\n" only: str.splitlines() also splits on U+0085, U+2028 and U+2029, which json.dumps(ensure_ascii=
+    # False) leaves unescaped inside strings (a model output holding one would break its line in two).
+    for lineno, line in enumerate((part + "\n" for part in data.decode("utf-8").split("\n")[:-1]), start=1):
         if not line.strip():
             continue
         try:
-            samples.append(Sample.from_dict(json.loads(line)))
+            sample = Sample.from_dict(json.loads(line))
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise UserError(f"{path}:{lineno}: not a valid sample line ({e})") from None
-    return samples
+        # json.loads reads NaN and Infinity, which csr-bench never writes: a file edited or made elsewhere.
+        if not all(isinstance(x, (int, float)) and np.isfinite(x) for x in sample.stats):
+            raise UserError(f"{path}:{lineno}: statistics must be finite numbers, got {sample.stats}")
+        out.append((sample, line))
+    return out
+
+
+def _read_samples_file(path: Path, *, repair: bool) -> list[Sample]:
+    return [s for s, _ in _read_sample_lines(path, repair=repair)]
+
+
+def _canonical(lines: list[tuple[Sample, str]], order: dict[str, int] | None) -> list[tuple[Sample, str]]:
+    """First line per item id; items of the run in item order, any others after them in file order."""
+    seen: dict[str, tuple[Sample, str]] = {}
+    for s, line in lines:
+        seen.setdefault(s.item_id, (s, line))
+    kept = list(seen.values())
+    if order is None:
+        return kept
+    rank = {s.item_id: (0, order[s.item_id]) if s.item_id in order else (1, n) for n, (s, _) in enumerate(kept)}
+    return sorted(kept, key=lambda pair: rank[pair[0].item_id])
+
+
+def consolidate_samples(run_dir: str | os.PathLike, order: dict[str, int] | None = None) -> dict[str, Sample]:
+    """Fold shard files into samples.jsonl (in item order, one line per item) and remove them.
+
+    Torn last lines are dropped first. samples.jsonl is rewritten (atomically, before any shard file is
+    removed, so a kill in between loses nothing) only when there are shard files or, given `order`
+    (item id -> position), when its lines are not already in that order. Returns the samples by item id.
+    """
+    d = Path(run_dir)
+    lines = _read_sample_lines(d / SAMPLES, repair=True)
+    shards = sorted(d.glob(SHARD_GLOB))
+    for shard in shards:
+        lines += _read_sample_lines(shard, repair=True)
+    merged = _canonical(lines, order)
+    if shards or [s.item_id for s, _ in merged] != [s.item_id for s, _ in lines]:
+        atomic_write_text(d / SAMPLES, "".join(line for _, line in merged))
+        for shard in shards:
+            shard.unlink()
+    return {s.item_id: s for s, _ in merged}
 
 
 def _check_schema(manifest: dict[str, Any], path: Path) -> None:
@@ -79,53 +132,109 @@ def _check_schema(manifest: dict[str, Any], path: Path) -> None:
         )
 
 
-class RunWriter:
-    """Appends samples to a run folder; resumes a folder whose manifest matches."""
+def check_run_folder(run_dir: str | os.PathLike) -> None:
+    """Refuse early (before a model is loaded) a run folder no run may be written into: one that is not a run,
+    or whose manifest is malformed or from a newer csr-bench. A matching or different run is decided later."""
+    d = Path(run_dir)
+    manifest_path = d / MANIFEST
+    if manifest_path.exists():
+        try:
+            raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{manifest_path}: not a valid manifest ({e})") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"{manifest_path}: not a valid manifest (expected a JSON object)")
+        _check_schema(raw, manifest_path)
+    elif d.exists() and (not d.is_dir() or any(d.iterdir())):
+        raise UserError(f"{d}: folder exists and is not a csr-bench run (no {MANIFEST})")
 
-    def __init__(self, run_dir: str | os.PathLike, manifest: RunManifest):
-        self.dir = Path(run_dir)
-        self.manifest = manifest
-        self.done: dict[str, Sample] = {}
-        manifest_path = self.dir / MANIFEST
-        if manifest_path.exists():
-            existing_raw = json.loads(manifest_path.read_text(encoding="utf-8"))
-            _check_schema(existing_raw, manifest_path)
-            existing = RunManifest.from_dict(existing_raw)
-            if existing.identity() != manifest.identity():
-                diff = [k for k, v in manifest.identity().items() if existing.identity().get(k) != v]
-                raise UserError(
-                    f"{manifest_path}: this folder holds a different run (differs in {', '.join(diff)}); "
-                    "choose another --out folder"
-                )
-            manifest.created = existing.created
-            for s in _read_samples_file(self.dir / SAMPLES, repair=True):
-                self.done[s.item_id] = s
-        elif self.dir.exists() and any(self.dir.iterdir()):
-            raise UserError(f"{self.dir}: folder exists and is not a csr-bench run (no {MANIFEST})")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if not manifest.created:
-            manifest.created = utc_now()
-        manifest.finished = None
-        atomic_write_json(manifest_path, manifest.to_dict())
-        self._fh = (self.dir / SAMPLES).open("a", encoding="utf-8")
+
+def prepare_run(run_dir: str | os.PathLike, manifest: RunManifest, order: dict[str, int] | None = None) -> dict[str, Sample]:
+    """Create a run folder, or reopen one whose manifest matches (refusing a different run), fold in any shard
+    files a killed sharded run left, and (re)write the manifest as unfinished. Returns the samples already done."""
+    d = Path(run_dir)
+    manifest_path = d / MANIFEST
+    done: dict[str, Sample] = {}
+    if manifest_path.exists():
+        existing_raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+        _check_schema(existing_raw, manifest_path)
+        existing = RunManifest.from_dict(existing_raw)
+        if existing.identity() != manifest.identity():
+            diff = [k for k, v in manifest.identity().items() if existing.identity().get(k) != v]
+            raise UserError(
+                f"{manifest_path}: this folder holds a different run (differs in {', '.join(diff)}); "
+                "choose another --out folder"
+            )
+        manifest.created = existing.created
+        done = consolidate_samples(d, order)
+    elif d.exists() and any(d.iterdir()):
+        raise UserError(f"{d}: folder exists and is not a csr-bench run (no {MANIFEST})")
+    d.mkdir(parents=True, exist_ok=True)
+    if not manifest.created:
+        manifest.created = utc_now()
+    manifest.finished = None
+    atomic_write_json(manifest_path, manifest.to_dict())
+    return done
+
+
+def finalize_run(run_dir: str | os.PathLike, manifest: RunManifest, metrics: dict[str, Any]) -> None:
+    """Write metrics.json, then the manifest with its finish time (both atomically)."""
+    d = Path(run_dir)
+    atomic_write_json(d / METRICS, metrics)
+    manifest.finished = utc_now()
+    atomic_write_json(d / MANIFEST, manifest.to_dict())
+
+
+class SampleLog:
+    """Appends samples to one file, one line each, flushed and fsynced as produced (a kill loses at most
+    the line being written, which the next open drops)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._fh = self.path.open("a", encoding="utf-8")
 
     def append(self, sample: Sample) -> None:
-        if sample.item_id in self.done:
-            return
         self._fh.write(sample.to_json() + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
-        self.done[sample.item_id] = sample
-
-    def finish(self, metrics: dict[str, Any]) -> None:
-        self._fh.close()
-        atomic_write_json(self.dir / METRICS, metrics)
-        self.manifest.finished = utc_now()
-        atomic_write_json(self.dir / MANIFEST, self.manifest.to_dict())
 
     def close(self) -> None:
         if not self._fh.closed:
             self._fh.close()
+
+
+class RunWriter:
+    """Appends samples to a run folder; resumes a folder whose manifest matches.
+
+    `order` (item id -> position) keeps a finished samples.jsonl in item order even when a resume appended
+    items out of order (after folding in a killed sharded run's shard files).
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, manifest: RunManifest, order: dict[str, int] | None = None):
+        self.dir = Path(run_dir)
+        self.manifest = manifest
+        self.order = order
+        self.done: dict[str, Sample] = prepare_run(self.dir, manifest, order)
+        self._file_ids = list(self.done)  # ids in samples.jsonl, in file order
+        self._log = SampleLog(self.dir / SAMPLES)
+
+    def append(self, sample: Sample) -> None:
+        if sample.item_id in self.done:
+            return
+        self._log.append(sample)
+        self.done[sample.item_id] = sample
+        self._file_ids.append(sample.item_id)
+
+    def finish(self, metrics: dict[str, Any]) -> None:
+        self._log.close()
+        if self.order is not None:
+            in_order = sorted(self._file_ids, key=lambda i: (0, self.order[i]) if i in self.order else (1, 0))
+            if in_order != self._file_ids:
+                consolidate_samples(self.dir, self.order)
+        finalize_run(self.dir, self.manifest, metrics)
+
+    def close(self) -> None:
+        self._log.close()
 
 
 def write_run_atomically(run_dir: str | os.PathLike, manifest: RunManifest, samples: list[Sample], metrics: dict[str, Any]) -> Path:

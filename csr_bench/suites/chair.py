@@ -58,7 +58,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Protocol
 
-from csr_bench.core.files import read_json, read_jsonl
+from csr_bench.core.files import path_inside, read_json, read_jsonl
 from csr_bench.core.registry import suite
 from csr_bench.core.types import ImagePart, Item, Message
 from csr_bench.errors import UserError
@@ -698,9 +698,7 @@ class ChairSuite(Suite):
             prompt = obj.get("prompt", DEFAULT_PROMPT)
             if not isinstance(obj["image"], str) or not isinstance(prompt, str):
                 raise UserError(f"{where}: 'image' and 'prompt' must be strings")
-            image = Path(obj["image"])
-            image = image if image.is_absolute() else base / image
-            message = Message.user(ImagePart(str(image)), prompt)
+            message = Message.user(ImagePart(path_inside(base, obj["image"], where)), prompt)
             out.append(Item(id=item_id, unit=str(image_id), messages=(message,), target=image_id))
         return out
 

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from csr_bench.core.files import read_json
+from csr_bench.core.files import path_inside, read_json
 from csr_bench.core.registry import suite
 from csr_bench.core.types import Item
 from csr_bench.errors import UserError
@@ -123,7 +123,8 @@ class GQASuite(QuestionSuite):
             for key in ("imageId", "question", "answer"):
                 if not isinstance(q, dict) or key not in q:
                     raise UserError(f"{path}: question '{qid}' has no key '{key}'")
-            rows.append((str(qid), q, str(root / f"{q['imageId']}.jpg"), f"{path}: question '{qid}'"))
+            where = f"{path}: question '{qid}'"
+            rows.append((str(qid), q, path_inside(root, f"{q['imageId']}.jpg", where), where))
         self._build(rows)
 
     def _load_table(self, p: Path, image_root: str | Path | None, split: str, image_cache: str | Path | None) -> None:
@@ -155,7 +156,7 @@ class GQASuite(QuestionSuite):
                     raise UserError(f"{table.source}: row {i} has imageId {image_id}, not in {image_root}")
                 image = image_of[image_id]
             else:
-                image = str(Path(image_root) / f"{image_id}.jpg")  # type: ignore[arg-type]
+                image = path_inside(image_root, f"{image_id}.jpg", f"{table.source}: row {i}")  # type: ignore[arg-type]
             rows.append((str(q["id"]), q, image, f"{table.source}: row {i}"))
         self._build(rows)
 

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from csr_bench.core.files import read_jsonl
+from csr_bench.core.files import path_inside, read_jsonl
 from csr_bench.core.registry import suite
 from csr_bench.core.types import Item
 from csr_bench.errors import UserError
@@ -180,7 +180,7 @@ class LlavaWildSuite(JudgedQuestionSuite):
                     raise UserError(f"{where}: missing key '{key}'")
             if str(q["image"]) not in captions:
                 raise UserError(f"{where}: image {q['image']} has no caption in {files['context']}")
-            rows.append((where, str(q["question_id"]), str(root / q["image"]), str(q["image"]), q["text"],
+            rows.append((where, str(q["question_id"]), path_inside(root, str(q["image"]), where), str(q["image"]), q["text"],
                          captions[str(q["image"])], ref.get("text", ""), q["category"]))
         self._build(rows)
 

@@ -44,6 +44,7 @@ from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import numpy as np
 
+from csr_bench.core.files import path_inside
 from csr_bench.core.registry import suite
 from csr_bench.core.types import ImagePart, Item, Message
 from csr_bench.errors import UserError
@@ -528,7 +529,7 @@ class MmbenchSuite(Suite):
     def _image(self, row: _Row, *, write: bool) -> str:
         """The image's path; with write=False (scoring predictions) a reference that needs no image data."""
         if row.image_path is not None:
-            return str(self._tsv.parent / row.image_path)
+            return path_inside(self._tsv.parent, row.image_path, f"{self._tsv}:{row.line}")
         if not write:
             return f"{self._tsv}#g_index={row.g_index}"
         value = row.image

@@ -39,6 +39,7 @@ from typing import Any, ClassVar, Iterable, Sequence
 
 import numpy as np
 
+from csr_bench.core.files import path_inside
 from csr_bench.core.registry import suite
 from csr_bench.core.types import ImagePart, Item, Message
 from csr_bench.errors import UserError
@@ -383,8 +384,9 @@ class MmeSuite(Suite):
             base = self._image_base or Path(".")
             # The eval_tool template sits at <MME>/eval_tool/Your_Results beside <MME>/MME_Benchmark_release_version.
             roots = [base, base.parent.parent / "MME_Benchmark_release_version"]
-        candidates = [c for r in roots for c in (r / q.task / q.image, r / q.task / "images" / q.image, r / q.image)]
-        return str(next((c for c in candidates if c.is_file()), candidates[0]))
+        names = (f"{q.task}/{q.image}", f"{q.task}/images/{q.image}", q.image)
+        candidates = [path_inside(r, name, q.where) for r in roots for name in names]
+        return next((c for c in candidates if os.path.isfile(c)), candidates[0])
 
     def _item(self, q: MmeQuestion) -> Item:
         text = q.question

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from csr_bench.core.files import read_json
+from csr_bench.core.files import path_inside, read_json
 from csr_bench.core.registry import suite
 from csr_bench.core.types import Item
 from csr_bench.errors import UserError
@@ -156,7 +156,8 @@ class MMVetSuite(JudgedQuestionSuite):
             for key in ("imagename", "capability", "question", "answer"):
                 if not isinstance(q, dict) or key not in q:
                     raise UserError(f"{path}: question '{qid}' has no key '{key}'")
-            rows.append((f"{path}: question '{qid}'", str(qid), str(root / q["imagename"]), q))
+            where = f"{path}: question '{qid}'"
+            rows.append((where, str(qid), path_inside(root, str(q["imagename"]), where), q))
         self._build(rows)
 
     def _load_table(self, data: str | Path, split: str, image_cache: str | Path | None) -> None:

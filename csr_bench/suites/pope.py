@@ -41,7 +41,7 @@ from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import numpy as np
 
-from csr_bench.core.files import read_json, read_jsonl, require_file, atomic_write_text
+from csr_bench.core.files import atomic_write_text, path_inside, read_json, read_jsonl, require_file
 from csr_bench.core.registry import suite
 from csr_bench.core.types import ImagePart, Item, Message
 from csr_bench.errors import UserError
@@ -145,7 +145,7 @@ def read_pope_questions(path: str | Path) -> list[dict[str, str]]:
             raise UserError(f"{where}: key 'text' must be a string, got {text!r}")
         if not isinstance(label, str) or label.strip().lower() not in ("yes", "no"):
             raise UserError(f"{where}: key 'label' must be \"yes\" or \"no\", got {label!r}")
-        questions.append({"id": qid, "image": image, "text": text, "label": label.strip().lower()})
+        questions.append({"id": qid, "image": image, "text": text, "label": label.strip().lower(), "line": lineno})
     if not questions:
         raise UserError(f"{path}: POPE question file has no questions")
     return questions
@@ -210,7 +210,8 @@ class PopeSuite(Suite):
     def items(self) -> list[Item]:
         items = []
         for q in self._questions:
-            image = str(self.image_root / q["image"]) if self.image_root is not None else q["image"]
+            root = self.image_root if self.image_root is not None else self.questions_path.parent
+            image = path_inside(root, q["image"], f"{self.questions_path}:{q['line']}")
             items.append(
                 Item(
                     id=q["id"],
@@ -240,6 +241,8 @@ class PopeSuite(Suite):
             qid = _question_id(obj["question_id"], where) if "question_id" in obj else None
             by_line.append((lineno, qid, obj[key]))
 
+        if not by_line:
+            raise UserError(f"{answers}: no answers (empty file); expected one JSON line per question of {self.questions_path}")
         with_id = [line for line in by_line if line[1] is not None]
         if not with_id:
             if len(by_line) != n_questions:

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from csr_bench.core.files import read_json
+from csr_bench.core.files import path_inside, read_json
 from csr_bench.core.registry import suite
 from csr_bench.core.types import Item
 from csr_bench.errors import UserError
@@ -156,7 +156,8 @@ class ScienceQASuite(QuestionSuite):
                 ignored.add(pid)  # ScienceQA-IMG: only the problems with an image
                 continue
             prompt = llava_prompts.get(pid) or build_prompt(prob["question"], prob["choices"], prob.get("hint"))
-            questions.append(self._question(pid, str(root / pid / prob["image"]), prompt, prob, f"{problems_path}: {pid}"))
+            where = f"{problems_path}: {pid}"
+            questions.append(self._question(pid, path_inside(root, f"{pid}/{prob['image']}", where), prompt, prob, where))
         self._set(questions)
         self._ignored_ids = frozenset(ignored)
 

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from csr_bench.core.files import read_json
+from csr_bench.core.files import path_inside, read_json
 from csr_bench.core.registry import suite
 from csr_bench.core.types import Item
 from csr_bench.errors import UserError
@@ -121,7 +121,8 @@ class SeedBenchSuite(QuestionSuite):
                         "data_id", "data_type", "question_type_id"):
                 if not isinstance(q, dict) or key not in q:
                     raise UserError(f"{path}: questions[{i}] has no key '{key}'")
-            rows.append((f"{path}: questions[{i}]", q, str(root / q["data_id"])))
+            where = f"{path}: questions[{i}]"
+            rows.append((where, q, path_inside(root, str(q["data_id"]), where)))
         self._build(rows)
 
     def _load_table(self, data: str | Path, split: str, image_cache: str | Path | None) -> None:

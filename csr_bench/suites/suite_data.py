@@ -235,7 +235,10 @@ def match_answers(
     naming both files and both counts). Answers to `ignore_ids` (questions of the data file that are not items,
     e.g. SEED-Bench's video questions) are dropped."""
     found: dict[str, tuple[str, str]] = {}
-    for where, rec in read_answer_records(answers_path, what, id_keys):
+    records = read_answer_records(answers_path, what, id_keys)
+    if not records:
+        raise UserError(f"{answers_path}: no answers; expected one answer per question of {questions_path}")
+    for where, rec in records:
         if isinstance(rec, tuple):  # {"id": answer} mapping
             raw_id, text = rec[1]
         else:

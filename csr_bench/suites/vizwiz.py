@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from csr_bench.core.files import read_json
+from csr_bench.core.files import path_inside, read_json
 from csr_bench.core.registry import suite
 from csr_bench.core.types import Item
 from csr_bench.errors import UserError
@@ -105,7 +105,7 @@ class VizWizSuite(QuestionSuite):
             if qid in seen:
                 raise UserError(f"{where}: duplicate image {qid}")
             seen.add(qid)
-            questions.append(self._question(qid, str(root / q["image"]), q["question"], answers, q.get("answer_type")))
+            questions.append(self._question(qid, path_inside(root, qid, where), q["question"], answers, q.get("answer_type")))
         self._set(questions)
 
     def _load_table(self, data: str | Path, split: str, image_cache: str | Path | None) -> None:

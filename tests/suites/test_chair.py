@@ -315,7 +315,7 @@ def test_custom_keys(tmp_path):
 def test_prompts_file_gives_items_to_run(tmp_path):
     p = tmp_path / "prompts.jsonl"
     p.write_text('{"image_id": 101, "image": "imgs/101.jpg", "prompt": "Describe it."}\n'
-                 '{"image_id": 102, "image": "/abs/102.jpg"}\n')
+                 + json.dumps({"image_id": 102, "image": str(tmp_path / "imgs" / "102.jpg")}) + "\n")  # absolute, inside
     items = make_suite("pattern", prompts=p).items()
     assert [(i.id, i.unit, i.target) for i in items] == [("0", "101", 101), ("1", "102", 102)]
     parts = items[0].messages[0].parts

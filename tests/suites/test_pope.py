@@ -225,7 +225,8 @@ def test_items_units_and_prompts(tmp_path):
     assert len({i.unit for i in items}) == 4
     parts = items[0].messages[0].parts
     assert parts == (ImagePart(str(tmp_path / lines[0]["image"])), TextPart(lines[0]["text"]))
-    assert PopeSuite(QUESTIONS).items()[0].messages[0].parts[0] == ImagePart(lines[0]["image"])
+    # Without image_root, image names are relative to the question file's folder (the data root).
+    assert PopeSuite(QUESTIONS).items()[0].messages[0].parts[0] == ImagePart(str(QUESTIONS.parent / lines[0]["image"]))
 
 
 def test_identity_and_registry(tmp_path):
