@@ -8,8 +8,10 @@ checkpoint in `lineage.json` (written atomically) under the output folder:
     OUT/iter1/...             what iteration 1 wrote (for CSR: search.jsonl, pairs.jsonl, train_log.json, model/)
 
 Rerunning the same command resumes: iterations listed in lineage.json whose checkpoint folder exists are never
-redone; asking for more iterations continues from the last checkpoint. A folder holding a run with another
-improver, base model, config, seed or prompt set is refused rather than mixed.
+redone; asking for more iterations continues from the last checkpoint; an iteration killed mid-way is handed
+its folder again and resumes from its own files (see the improver). A kill at any moment leaves lineage.json
+as it was or as newly written, never half-written. A folder holding a run with another improver, base model,
+config, seed or prompt set is refused rather than mixed.
 
 Config files are TOML (read with tomllib). Each improver maps them onto a frozen dataclass whose nested
 dataclasses are the TOML tables; an unknown key or a value of the wrong type is a UserError naming the file
@@ -481,6 +483,8 @@ def improve(
         "created": _utc_now(),
         "iterations": [],
     }
+    for stale in out.glob(f".{LINEAGE_FILE}.*.tmp"):  # a write of lineage.json killed before its rename
+        stale.unlink(missing_ok=True)
     lineage = read_lineage(out)
     if lineage is None:
         if any(p.name != LINEAGE_FILE for p in out.iterdir()):

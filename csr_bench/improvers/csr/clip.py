@@ -22,6 +22,13 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def _require_safetensors(folder: Path) -> None:
+    """Weights are loaded from safetensors only: a pickle (*.bin, *.pt, *.pth) is never unpickled."""
+    if not any(folder.glob("*.safetensors")):
+        raise UserError(f"{folder}: no *.safetensors weights (pickled *.bin/*.pt/*.pth weights are not loaded); "
+                        "convert them to safetensors")
+
+
 class ClipScorer:
     """Cosine similarity between images (paths) and sentences, and the model's logit scale."""
 
@@ -53,6 +60,7 @@ class ClipScorer:
     # ------------------------------------------------------------------------------------------ loading
 
     def _load_open_clip(self, path: Path) -> None:
+        _require_safetensors(path)
         if (path / "tokenizer.json").is_file():
             from csr_bench.world.tiny_clip import load_tiny_clip
 
@@ -71,8 +79,10 @@ class ClipScorer:
     def _load_transformers(self, source: str) -> None:
         from transformers import CLIPModel, CLIPProcessor
 
+        if Path(source).is_dir():
+            _require_safetensors(Path(source))
         try:
-            model = CLIPModel.from_pretrained(source, local_files_only=True)
+            model = CLIPModel.from_pretrained(source, local_files_only=True, use_safetensors=True)
             processor = CLIPProcessor.from_pretrained(source, local_files_only=True)
         except OSError as e:
             raise UserError(f"{source}: cannot load the CLIP checkpoint (not a local folder or cached model: "
@@ -90,13 +100,27 @@ class ClipScorer:
 
         return out if torch.is_tensor(out) else out.pooler_output
 
+    def embed_images(self, paths: Sequence[str | os.PathLike]) -> None:
+        """Encode these images now and cache them, in chunks of 64 of the distinct paths in this order.
+
+        Batched image encoding is not bitwise invariant to what else is in the batch (on CPU, an image encoded
+        with three others differs in its last bits from the same image encoded alone). A caller that needs
+        reproducible scores across restarts (the CSR search, resumed after a kill) encodes its whole image list
+        up front, so an image's embedding never depends on which batch first asked for it.
+        """
+        self._embed_images([str(p) for p in paths])
+
     def _embed_images(self, paths: Sequence[str]) -> None:
         import torch
         from PIL import Image
 
-        todo = [p for p in dict.fromkeys(paths) if p not in self._image_cache]
-        for start in range(0, len(todo), 64):
-            chunk = todo[start : start + 64]
+        # Chunks are cut from the distinct paths asked for, cached or not, so a chunk's content (and so its
+        # embeddings' bits) does not depend on what an earlier call cached; only chunks with a new image run.
+        distinct = list(dict.fromkeys(paths))
+        for start in range(0, len(distinct), 64):
+            chunk = distinct[start : start + 64]
+            if all(p in self._image_cache for p in chunk):
+                continue
             images = []
             for p in chunk:
                 if not Path(p).is_file():
@@ -112,7 +136,7 @@ class ClipScorer:
                     feats = self._features(self._model.get_image_features(**batch))
                     feats = torch.nn.functional.normalize(feats, dim=-1)
             for p, f in zip(chunk, feats.float()):
-                self._image_cache[p] = f
+                self._image_cache.setdefault(p, f)
 
     def _embed_texts(self, texts: Sequence[str]):
         import torch

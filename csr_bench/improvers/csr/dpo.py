@@ -22,7 +22,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from csr_bench.errors import UserError
 from csr_bench.improvers.base import NullProgress, Progress
@@ -180,15 +180,20 @@ def planned_steps(n_pairs: int, train: TrainConfig) -> int:
 
 
 def train_and_merge(model, processor, pairs: Sequence[PreferencePair], config: CSRConfig, *, out_dir: str | os.PathLike,
-                    seed: int, progress: Progress | None = None, iteration: int = 1) -> dict[str, Any]:
+                    seed: int, progress: Progress | None = None, iteration: int = 1,
+                    log_file: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train the LoRA adapter with DPO, merge it, save the merged checkpoint to `out_dir` (atomically).
 
-    Returns the training log: TRL's per-step log history plus a summary.
+    Returns the training log: TRL's per-step log history plus a summary. With `log_file`, the log is written
+    there (atomically) before the checkpoint folder is renamed into place, so a checkpoint on disk always has
+    its log beside it. The trainer's scratch folder is a hidden sibling of `out_dir` (".trainer-*"), which
+    `remove_stale_temporaries` clears after a kill.
     """
     progress = progress or NullProgress()
     out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="csr-dpo-") as scratch, warnings.catch_warnings():
+    with tempfile.TemporaryDirectory(prefix=".trainer-", dir=out.parent) as scratch, warnings.catch_warnings():
         # transformers 5 renamed arguments that TRL and peft still read (gradient_checkpointing and kin).
         warnings.simplefilter("ignore", FutureWarning)
         progress.phase(iteration, "training", planned_steps(len(pairs), config.train))
@@ -197,8 +202,14 @@ def train_and_merge(model, processor, pairs: Sequence[PreferencePair], config: C
         train_seconds = time.perf_counter() - started
         progress.phase(iteration, "merge", 1)
         merged = trainer.model.merge_and_unload()
-        save_checkpoint(merged, processor, out)
+        log = _training_log(trainer, result, pairs, config, train_seconds)
+        save_checkpoint(merged, processor, out,
+                        before_publish=(lambda: write_training_log(log_file, log)) if log_file is not None else None)
         progress.advance(1)
+    return log
+
+
+def _training_log(trainer, result, pairs: Sequence[PreferencePair], config: CSRConfig, train_seconds: float) -> dict[str, Any]:
     history = [dict(h) for h in trainer.state.log_history]
     steps = [h for h in history if "loss" in h]
 
@@ -223,8 +234,12 @@ def train_and_merge(model, processor, pairs: Sequence[PreferencePair], config: C
     }
 
 
-def save_checkpoint(model, processor, out_dir: str | os.PathLike) -> None:
-    """Save model (safetensors) and processor into a temporary sibling folder, then rename it into place."""
+def save_checkpoint(model, processor, out_dir: str | os.PathLike, *, before_publish: Callable[[], None] | None = None) -> None:
+    """Save model (safetensors) and processor into a temporary sibling folder, then rename it into place.
+
+    `before_publish` runs once the folder is complete and before the rename (the improver writes the
+    training log there, so the checkpoint's appearance is the last step of an iteration's training).
+    """
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -235,6 +250,9 @@ def save_checkpoint(model, processor, out_dir: str | os.PathLike) -> None:
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
+        _plain_permissions(tmp)
+        if before_publish is not None:
+            before_publish()
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -244,6 +262,34 @@ def save_checkpoint(model, processor, out_dir: str | os.PathLike) -> None:
     finally:
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def _plain_permissions(folder: Path) -> None:
+    """mkdtemp makes the folder 0700 (and some writers make files 0600): give it what mkdir / open would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for f in folder.rglob("*"):
+        f.chmod((0o777 if f.is_dir() else 0o666) & ~umask)
+
+
+TEMPORARY_PREFIXES = (".trainer-", ".model.")
+
+
+def remove_stale_temporaries(work_dir: str | os.PathLike) -> list[Path]:
+    """Delete what a killed iteration left half-made in `work_dir`: the trainer's scratch folder, an unfinished
+    checkpoint folder (".model.*") and the temporary files of atomic writes (".NAME.*.tmp"). Returns them."""
+    removed = []
+    for p in Path(work_dir).iterdir():
+        name = p.name
+        if name.startswith(TEMPORARY_PREFIXES) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        elif name.startswith(".") and name.endswith(".tmp") and p.is_file():
+            p.unlink(missing_ok=True)
+        else:
+            continue
+        removed.append(p)
+    return removed
 
 
 def _finite(value: Any) -> Any:

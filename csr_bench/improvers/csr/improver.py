@@ -1,13 +1,20 @@
 """The CSR improver: per iteration, sentence-level search -> preference pairs -> DPO with LoRA -> merged checkpoint.
 
-Files of one iteration (under OUT/iter<k>/):
+Files of one iteration (under OUT/iter<k>/), in the order they are finished:
 
-    search.jsonl     one search tree per prompt (every sentence with its scores; chosen and rejected node ids)
-    pairs.jsonl      the preference pairs trained on ({"id", "image", "prompt", "chosen", "rejected", scores})
-    train_log.json   TRL's log history and a summary
-    model/           the merged checkpoint (safetensors + processor): `hf:OUT/iter<k>/model`
+    search.jsonl     one search tree per prompt (every sentence with its scores; chosen and rejected node ids and
+                     scores), appended and fsynced batch by batch as the search goes
+    pairs.jsonl      the preference pairs trained on ({"id", "image", "prompt", "chosen", "rejected", scores}),
+                     written atomically once every prompt is searched: its presence means the search is done
+    train_log.json   TRL's log history and a summary, written atomically just before model/ appears
+    model/           the merged checkpoint (safetensors + processor): `hf:OUT/iter<k>/model`, renamed into place
 
-A killed iteration resumes from its own files: with pairs.jsonl present the search is not run again.
+A killed iteration resumes from its own files, exactly: with model/ present nothing is run again; with
+pairs.jsonl present training starts again from the pairs (training is seeded and deterministic, so the
+checkpoint is the one an uninterrupted run makes); otherwise the search continues after the last batch of
+prompts whose trees are all in search.jsonl (a torn last line is dropped; a half-logged batch is searched
+again with its own seed and only its missing trees are appended). Hidden temporaries of a killed write
+(".model.*", ".trainer-*", ".NAME.*.tmp") are deleted first.
 """
 
 from __future__ import annotations
@@ -119,67 +126,105 @@ class CSRImprover:
     ) -> IterationOutput:
         import torch
 
-        from csr_bench.improvers.csr.dpo import train_and_merge, write_training_log
-        from csr_bench.improvers.csr.pairs import read_pairs
+        from csr_bench.core.files import read_json
+        from csr_bench.improvers.csr.dpo import remove_stale_temporaries, train_and_merge
+        from csr_bench.improvers.csr.pairs import read_pairs, write_pairs
 
         work_dir = Path(work_dir)
         pairs_file, trees_file, log_file = work_dir / "pairs.jsonl", work_dir / "search.jsonl", work_dir / "train_log.json"
+        checkpoint = work_dir / "model"
+        remove_stale_temporaries(work_dir)
         # Different iterations and seeds draw different random numbers (sampling, LoRA init, data order).
         iteration_seed = seed * 1_000 + iteration
+        stats: dict[str, Any] = {}
+        if (checkpoint / "config.json").is_file() and log_file.is_file() and pairs_file.is_file():
+            # Killed after training finished but before lineage.json recorded it: nothing to redo.
+            progress.note(f"iteration {iteration}: reusing the finished checkpoint {checkpoint}")
+            stats.update(search_stats(trees_file, read_pairs(pairs_file)))
+            stats.update(_log_summary(read_json(log_file, "training log")))
+            return IterationOutput(checkpoint=checkpoint.name, preference_data=pairs_file.name,
+                                   training_log=log_file.name, stats=stats)
         model, processor = load_model(parent, dtype=config.dtype, device=config.device)
         if not getattr(processor, "chat_template", None):
             raise UserError(f"{parent}: the processor has no chat template (expected chat_template.jinja or .json)")
         clip = self._clip_scorer(config, next(model.parameters()).device)
-        stats: dict[str, Any] = {}
         if pairs_file.is_file():
             pairs = read_pairs(pairs_file)
             progress.note(f"iteration {iteration}: reusing {len(pairs)} preference pairs from {pairs_file}")
+            stats.update(search_stats(trees_file, pairs))
         else:
             started = time.perf_counter()
-            pairs, search_stats = self.search(model, processor, clip, prompts, config, seed=iteration_seed,
-                                              trees_file=trees_file, progress=progress, iteration=iteration)
-            from csr_bench.improvers.csr.pairs import write_pairs
-
+            pairs, found = self.search(model, processor, clip, prompts, config, seed=iteration_seed,
+                                       trees_file=trees_file, progress=progress, iteration=iteration)
             write_pairs(pairs_file, pairs)
-            stats.update(search_stats, search_seconds=round(time.perf_counter() - started, 1))
+            stats.update(found, search_seconds=round(time.perf_counter() - started, 1))
         if not pairs:
             raise UserError(f"iteration {iteration}: the search produced no preference pairs (chosen == rejected for "
                             "every prompt); use more candidates or another decoding")
         torch.manual_seed(iteration_seed)
-        log = train_and_merge(model, processor, pairs, config, out_dir=work_dir / "model", seed=iteration_seed,
-                              progress=progress, iteration=iteration)
-        write_training_log(log_file, log)
+        train_and_merge(model, processor, pairs, config, out_dir=checkpoint, seed=iteration_seed, progress=progress,
+                        iteration=iteration, log_file=log_file)
         del model  # the next iteration loads the merged checkpoint from disk
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        stats.update({k: v for k, v in log.items() if k != "log_history" and not isinstance(v, str)})
-        return IterationOutput(checkpoint="model", preference_data=pairs_file.name, training_log=log_file.name,
+        # From the file, as a resumed iteration reads it (non-finite numbers are null there).
+        stats.update(_log_summary(read_json(log_file, "training log")))
+        return IterationOutput(checkpoint=checkpoint.name, preference_data=pairs_file.name, training_log=log_file.name,
                                stats=stats)
 
     def search(self, model, processor, clip, prompts: Sequence[PromptRecord], config: CSRConfig, *, seed: int,
                trees_file: Path | None = None, progress: Progress | None = None, iteration: int = 1):
-        """Run the sentence-level search and turn its trees into preference pairs (and write the trees)."""
-        from csr_bench.improvers.csr.pairs import PreferencePair, response_of, tree_to_json, write_trees
+        """Run the sentence-level search and turn its trees into preference pairs.
+
+        With `trees_file`, each batch's trees are appended to it (fsynced) as soon as they exist, and trees
+        already there (a killed search) are reused: the search goes on after them. Returns (pairs, stats);
+        pairs are in prompt order and built from the tree records alone (`pair_from_tree`).
+        """
+        from csr_bench.improvers.csr.pairs import append_trees, pair_from_tree, read_search_log, tree_to_json
         from csr_bench.improvers.csr.search import SentenceSearch
 
+        wanted = {p.id for p in prompts}
+        trees = read_search_log(trees_file) if trees_file is not None else {}
+        stray = [pid for pid in trees if pid not in wanted]
+        if stray:
+            raise UserError(f"{trees_file}: holds the search of prompt {stray[0]!r}, which is not among this run's "
+                            "prompts; delete the file to search this iteration again")
         if progress is not None:
             progress.phase(iteration, "search", len(prompts))
-        model.eval()
-        searcher = SentenceSearch(model, processor, config.search, clip, seed=seed)
-        results = searcher.run(prompts, progress)
-        pairs: list[PreferencePair] = []
-        trees = []
-        for r in results:
-            trees.append(tree_to_json(r.prompt.id, r.prompt.image, r.prompt.prompt, r.nodes, r.selection))
-            if r.selection is None:
-                continue
-            chosen, rejected = response_of(r.nodes, r.selection.chosen), response_of(r.nodes, r.selection.rejected)
-            if chosen == rejected or not chosen or not rejected:
-                continue
-            pairs.append(PreferencePair(r.prompt.id, r.prompt.image, r.prompt.prompt, chosen, rejected,
-                                        r.selection.chosen_score, r.selection.rejected_score))
-        if trees_file is not None:
-            write_trees(trees_file, trees)
-        n_nodes = sum(len(r.nodes) - 1 for r in results)
-        return pairs, {"prompts": len(results), "pairs": len(pairs), "sentences_scored": n_nodes}
+            if trees:
+                progress.advance(len(trees))
+
+        def keep(results) -> None:
+            new = [tree_to_json(r.prompt.id, r.prompt.image, r.prompt.prompt, r.nodes, r.selection)
+                   for r in results if r.prompt.id not in trees]
+            if trees_file is not None:
+                append_trees(trees_file, new)
+            trees.update((t["id"], t) for t in new)
+
+        if len(trees) < len(wanted):
+            model.eval()
+            searcher = SentenceSearch(model, processor, config.search, clip, seed=seed)
+            searcher.run(prompts, progress, done=set(trees), on_batch=keep)
+        ordered = [trees[p.id] for p in prompts]
+        pairs = [pair for pair in map(pair_from_tree, ordered) if pair is not None]
+        return pairs, _tree_stats(ordered, pairs)
+
+
+def _tree_stats(trees: Sequence[dict[str, Any]], pairs: Sequence[Any]) -> dict[str, Any]:
+    return {"prompts": len(trees), "pairs": len(pairs), "sentences_scored": sum(len(t["nodes"]) - 1 for t in trees)}
+
+
+def search_stats(trees_file: Path, pairs: Sequence[Any]) -> dict[str, Any]:
+    """The search's summary from its log, for an iteration resumed after its search finished (its time is
+    then unknown: `search_seconds` is null). Only the pair count without a log."""
+    from csr_bench.improvers.csr.pairs import read_search_log
+
+    if not trees_file.is_file():
+        return {"pairs": len(pairs)}
+    return {**_tree_stats(list(read_search_log(trees_file).values()), pairs), "search_seconds": None}
+
+
+def _log_summary(log: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of a training log that go into lineage (not the per-step history, not strings)."""
+    return {k: v for k, v in log.items() if k != "log_history" and not isinstance(v, str)}

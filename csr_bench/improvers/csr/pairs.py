@@ -173,12 +173,82 @@ def tree_to_json(prompt_id: str, image: str, prompt: str, nodes: Sequence[Senten
         "prompt": prompt,
         "chosen": selection.chosen if selection else None,
         "rejected": selection.rejected if selection else None,
+        "chosen_score": selection.chosen_score if selection else None,
+        "rejected_score": selection.rejected_score if selection else None,
         "nodes": [asdict(n) for n in nodes],
     }
 
 
-def write_trees(path: str | os.PathLike, trees: Iterable[dict[str, Any]]) -> None:
-    atomic_write_text(path, "".join(json.dumps(t, ensure_ascii=False, allow_nan=False) + "\n" for t in trees))
+def pair_from_tree(tree: dict[str, Any]) -> PreferencePair | None:
+    """The preference pair a search tree (as written to search.jsonl) yields, or None when it yields none.
+
+    None when no chosen/rejected pair was selected, or when the two responses are identical or one is empty.
+    Pairs are always built from the tree lines (never from the search's objects), so an iteration resumed
+    from search.jsonl trains on exactly the pairs an uninterrupted one does.
+    """
+    if tree.get("chosen") is None or tree.get("rejected") is None:
+        return None
+    responses = {n["id"]: n["response"] for n in tree["nodes"]}
+    chosen, rejected = responses[tree["chosen"]], responses[tree["rejected"]]
+    if chosen == rejected or not chosen or not rejected:
+        return None
+    return PreferencePair(tree["id"], tree["image"], tree["prompt"], chosen, rejected,
+                          tree["chosen_score"], tree["rejected_score"])
+
+
+def append_trees(path: str | os.PathLike, trees: Iterable[dict[str, Any]]) -> None:
+    """Append search trees to a search log and fsync it: what is on disk survives a kill of the process.
+
+    One write per call, so a kill leaves whole lines plus at most one torn last line, which
+    `read_search_log` drops.
+    """
+    text = "".join(json.dumps(t, ensure_ascii=False, allow_nan=False) + "\n" for t in trees)
+    if not text:
+        return
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_search_log(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """The trees of a search log (search.jsonl) by prompt id, in file order; {} when there is none.
+
+    A torn last line (no final newline: the process was killed while appending it) is cut off the file, so
+    the next append starts on a fresh line. Any other malformed line, or a prompt id seen twice, is a
+    UserError: the log is not one this code wrote.
+    """
+    p = Path(path)
+    if not p.exists():
+        return {}
+    data = p.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with p.open("r+b") as f:
+            f.truncate(cut)
+            f.flush()
+            os.fsync(f.fileno())
+        data = data[:cut]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{p}: not UTF-8 text (byte {e.start}); delete the file to search this iteration again") from None
+    trees: dict[str, dict[str, Any]] = {}
+    # Split on "\n" only: str.splitlines() also splits on U+2028 and kin, which json.dumps(ensure_ascii=False)
+    # leaves unescaped inside a generated response.
+    for lineno, line in enumerate(text.split("\n")[:-1], start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{p}:{lineno}: malformed JSON ({e.msg}); delete the file to search this iteration again") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not isinstance(obj.get("nodes"), list):
+            raise UserError(f"{p}:{lineno}: expected a search tree with \"id\" and \"nodes\"")
+        if obj["id"] in trees:
+            raise UserError(f"{p}:{lineno}: prompt id {obj['id']!r} appears twice; delete the file to search this iteration again")
+        trees[obj["id"]] = obj
+    return trees
 
 
 def read_trees(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -45,7 +45,7 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from csr_bench.errors import UserError
 from csr_bench.improvers.base import NullProgress, Progress, PromptRecord
@@ -548,14 +548,44 @@ class SentenceSearch:
 
     # --------------------------------------------------------------------------------------- the search
 
-    def run(self, prompts: Sequence[PromptRecord], progress: Progress | None = None) -> list[SearchResult]:
-        """Search every prompt (in batches of `prompt_batch`); one result per prompt, in order."""
+    def batch_seed(self, batch_index: int) -> int:
+        """The seed of the `batch_index`-th batch: a function of (seed, batch index) alone, no RNG state carried
+        from batch to batch, so a batch searched again after a kill draws what it drew the first time."""
+        return self.seed * 1_000_003 + batch_index
+
+    def run(
+        self,
+        prompts: Sequence[PromptRecord],
+        progress: Progress | None = None,
+        *,
+        done: Collection[str] = frozenset(),
+        on_batch: Callable[[list[SearchResult]], None] | None = None,
+    ) -> list[SearchResult]:
+        """Search the prompts in batches of `prompt_batch`; one result per prompt searched, in order.
+
+        Resuming: batches whose prompt ids are all in `done` are skipped. A batch is the unit of
+        reproducibility (its prompts share a sampling generator and padded forward passes), so a batch with
+        only some prompts done is searched whole again, with its own seed: its results are the ones an
+        uninterrupted search gets, given the same prompt list and `prompt_batch`. `on_batch` receives each
+        searched batch's results as soon as they exist (the improver appends them to its search log).
+        """
         progress = progress or NullProgress()
+        if self.clip is not None and hasattr(self.clip, "embed_images") and len(done) < len(prompts):
+            # Every image up front, in chunks fixed by the whole prompt list: batched image encoding is not
+            # bitwise batch-invariant, so an image's CLIP embedding (and every reward) must not depend on which
+            # batch first needs it, nor on the batches a resumed search skips.
+            self.clip.embed_images([p.image for p in prompts])
         results: list[SearchResult] = []
         for batch_index, start in enumerate(range(0, len(prompts), self.config.prompt_batch)):
             batch = prompts[start : start + self.config.prompt_batch]
-            results.extend(self.search_batch(batch, batch_seed=self.seed * 1_000_003 + batch_index))
-            progress.advance(len(batch))
+            todo = sum(p.id not in done for p in batch)
+            if not todo:
+                continue
+            batch_results = self.search_batch(batch, batch_seed=self.batch_seed(batch_index))
+            if on_batch is not None:
+                on_batch(batch_results)
+            results.extend(batch_results)
+            progress.advance(todo)
         return results
 
     def first_sentences(self, prompts: Sequence[PromptRecord], *, seed: int = 0) -> list[list[Candidate]]:
