@@ -338,6 +338,7 @@ def improve_cmd(
     iterations: Optional[int] = typer.Option(None, min=1, help="Iterations (default: the config's)."),
     seed: int = typer.Option(0, help="Training seed."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch (default: torch's choice)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Let the checkpoint run its own Python code (auto_map in config.json) while loading; only for code you have read."),
 ) -> None:
     """Improve a model for several iterations, one checkpoint per iteration (resumable: rerun to continue)."""
     from csr_bench.improvers.base import run_improve
@@ -346,7 +347,8 @@ def improve_cmd(
         import torch
 
         torch.set_num_threads(threads)
-    records = run_improve(model, improver, out=out, config=config, prompts=prompts, iterations=iterations, seed=seed, console=err_console)
+    records = run_improve(model, improver, out=out, config=config, prompts=prompts, iterations=iterations, seed=seed,
+                          trust_remote_code=trust_remote_code, console=err_console)
     for r in records:
         out_console.print(f"iteration {r.iteration}: {r.path}")
 

@@ -11,7 +11,8 @@ Rerunning the same command resumes: iterations listed in lineage.json whose chec
 redone; asking for more iterations continues from the last checkpoint; an iteration killed mid-way is handed
 its folder again and resumes from its own files (see the improver). A kill at any moment leaves lineage.json
 as it was or as newly written, never half-written. A folder holding a run with another improver, base model,
-config, seed or prompt set is refused rather than mixed.
+config, seed or prompt set (`lineage_identity`) is refused rather than mixed. Every check runs before anything
+is written: a refused run leaves no file or folder behind.
 
 Config files are TOML (read with tomllib). Each improver maps them onto a frozen dataclass whose nested
 dataclasses are the TOML tables; an unknown key or a value of the wrong type is a UserError naming the file
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
 import sys
@@ -33,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 
-from csr_bench.core.files import atomic_write_json, read_json, read_jsonl
+from csr_bench.core.files import atomic_write_json, path_inside, read_json, read_jsonl
 from csr_bench.errors import UserError
 
 LINEAGE_FILE = "lineage.json"
@@ -63,6 +65,10 @@ def load_prompts(source: str | os.PathLike, *, image_root: str | os.PathLike | N
       the input), image paths relative to `image_root`;
     - a world folder from `csr-bench world generate`: its improve/prompts.jsonl if present, else every training
       image with the world's caption prompt.
+
+    Images must lie inside that root (`image_root`, the file's folder, or the world), as eval data must: a path
+    that climbs out with "..", an absolute path elsewhere or a symlink leading out is a UserError naming the
+    file, the line and the path.
     """
     path = Path(source).expanduser()
     if path.is_dir():
@@ -90,7 +96,7 @@ def load_prompts(source: str | os.PathLike, *, image_root: str | os.PathLike | N
             raise UserError(f"{path}: {where}: expected non-empty string fields \"image\" and \"prompt\"")
         # The authors' file marks the image place with "<image>"; our messages carry the image separately.
         text = text.replace("<image>\n", "").replace("\n<image>", "").replace("<image>", "").strip()
-        image_path = Path(image) if Path(image).is_absolute() else root / image
+        image_path = Path(path_inside(root, image, f"{path}: {where}"))
         if not image_path.is_file():
             raise UserError(f"{path}: {where}: image {image_path} not found")
         pid = str(obj.get("id", len(out)))
@@ -130,7 +136,10 @@ def _world_prompts(root: Path, limit: int) -> list[PromptRecord]:
         if (image, prompt) in seen:
             continue
         seen.add((image, prompt))
-        out.append(PromptRecord(Path(image).stem, str((root / image).resolve()), prompt))
+        image_path = Path(path_inside(root, image, f"{captions}:{lineno}"))
+        if not image_path.is_file():
+            raise UserError(f"{captions}:{lineno}: image {image_path} not found")
+        out.append(PromptRecord(Path(image).stem, str(image_path.resolve()), prompt))
         if limit and len(out) >= limit:
             break
     if not out:
@@ -388,7 +397,9 @@ class Improver(Protocol):
         """Improve `parent` (a model spec) once, writing everything under `work_dir`.
 
         May find its own partial work in `work_dir` from a killed run and reuse it. Must leave the checkpoint
-        folder complete or absent (write it elsewhere and rename it into place).
+        folder complete or absent (write it elsewhere and rename it into place). An improver that loads
+        checkpoints may also accept `trust_remote_code: bool = False` (the user's --trust-remote-code); the loop
+        passes it only when it is on, and refuses the flag for an improver without it.
         """
         ...
 
@@ -426,24 +437,101 @@ def _versions() -> dict[str, str]:
     return out
 
 
+# What lineage.json must hold, with the JSON types of its fields.
+_LINEAGE_FIELDS: dict[str, tuple[type, str]] = {
+    "improver": (str, "a string"),
+    "base_model": (str, "a string"),
+    "config": (dict, "an object"),
+    "seed": (int, "an integer"),
+    "prompts": (dict, "an object"),
+    "iterations": (list, "a list"),
+}
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(CheckpointRecord) if f.name != "reused")
+
+
 def read_lineage(out_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The checked lineage.json of an improver run folder; None when the folder holds none.
+
+    A file that is not JSON, was written by a newer csr-bench (a schema_version above this one's), or lacks a
+    field of the run's identity or of an iteration record is a UserError naming the file and the key.
+    """
     path = Path(out_dir) / LINEAGE_FILE
     if not path.exists():
         return None
     data = read_json(path, "lineage file")
-    if not isinstance(data, dict) or "schema_version" not in data:
-        raise UserError(f"{path}: not a csr-bench lineage file (no schema_version)")
-    if data["schema_version"] > LINEAGE_SCHEMA_VERSION:
-        raise UserError(f"{path}: schema_version {data['schema_version']} is newer than this csr-bench understands "
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise UserError(f"{path}: not a csr-bench lineage file (no integer schema_version)")
+    if version > LINEAGE_SCHEMA_VERSION:
+        raise UserError(f"{path}: schema_version {version} is newer than this csr-bench understands "
                         f"({LINEAGE_SCHEMA_VERSION}); upgrade csr-bench")
+    for key, (tp, name) in _LINEAGE_FIELDS.items():
+        value = data.get(key)
+        if not isinstance(value, tp) or isinstance(value, bool):
+            raise UserError(f"{path}: key '{key}' must be {name}, got {value!r}")
+    if not isinstance(data["prompts"].get("fingerprint"), str):
+        raise UserError(f"{path}: key 'prompts.fingerprint' must be a string")
+    for n, record in enumerate(data["iterations"]):
+        keys = sorted(record) if isinstance(record, dict) else None
+        if keys != sorted(_RECORD_FIELDS):
+            raise UserError(f"{path}: 'iterations[{n}]' must be an object with keys {', '.join(_RECORD_FIELDS)}")
+        if not isinstance(record["iteration"], int) or isinstance(record["iteration"], bool):
+            raise UserError(f"{path}: 'iterations[{n}].iteration' must be an integer")
+        if not isinstance(record["path"], str):
+            raise UserError(f"{path}: 'iterations[{n}].path' must be a string")
     return data
 
 
-def _identity(lineage: dict[str, Any]) -> dict[str, Any]:
+def lineage_identity(lineage: dict[str, Any]) -> dict[str, Any]:
+    """What makes an improver run the same run: improver, base model, config, seed and prompt set.
+
+    `lineage` is a lineage.json mapping (or a new run's, where "prompts" needs only its "fingerprint"). The
+    config's iteration count is left out, since asking for more iterations continues the same run; values are
+    as JSON stores them (tuples as lists), so an identity read back from disk compares equal to a new one. A
+    folder whose lineage has another identity than the run asked for is refused, by `improve` and by sweeps.
+    """
     config = dict(lineage["config"])
-    config.pop("iterations", None)  # asking for more iterations continues the same run
-    return {"improver": lineage["improver"], "base_model": lineage["base_model"], "config": config,
-            "seed": lineage["seed"], "prompts": lineage["prompts"]["fingerprint"]}
+    config.pop("iterations", None)
+    identity = {"improver": lineage["improver"], "base_model": lineage["base_model"], "config": config,
+                "seed": lineage["seed"], "prompts": lineage["prompts"]["fingerprint"]}
+    return json.loads(json.dumps(identity, sort_keys=True))
+
+
+def _is_stale_temporary(p: Path) -> bool:
+    """A write of lineage.json killed before its rename (atomic_write_json's hidden temporary)."""
+    return p.name.startswith(f".{LINEAGE_FILE}.") and p.name.endswith(".tmp")
+
+
+def _check_run_folder(out: Path, fresh: dict[str, Any]) -> tuple[dict[str, Any] | None, list[CheckpointRecord]]:
+    """Read-only checks of a run folder against a new run's lineage: the lineage there (None when the run is
+    new) and its finished iterations, 1..n in order. Nothing is created, written or deleted."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    lineage = read_lineage(out) if out.is_dir() else None
+    if lineage is None:
+        if out.is_dir() and any(not _is_stale_temporary(p) for p in out.iterdir()):
+            raise UserError(f"{out}: folder is not empty and holds no {LINEAGE_FILE}; pass a new or empty folder")
+        return None, []
+    old, new = lineage_identity(lineage), lineage_identity(fresh)
+    if old != new:
+        diff = [k for k in new if old.get(k) != new.get(k)]
+        raise UserError(f"{out}: holds a run with a different {', '.join(diff)}; pass a new folder to start another run")
+    records = [CheckpointRecord(**r, reused=True) for r in lineage["iterations"]]
+    # An iteration counts as finished only if its checkpoint is still on disk.
+    records = [r for r in records if Path(r.path, "config.json").is_file()]
+    records.sort(key=lambda r: r.iteration)
+    done = [r.iteration for r in records]
+    if done != list(range(1, len(records) + 1)):
+        raise UserError(f"{out / LINEAGE_FILE}: iterations {done} are recorded; expected a run of 1..n")
+    return lineage, records
+
+
+def _accepts_keyword(fn: Any, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def improve(
@@ -456,21 +544,24 @@ def improve(
     iterations: int,
     seed: int = 0,
     progress: Progress | None = None,
+    trust_remote_code: bool = False,
 ) -> Iterator[CheckpointRecord]:
-    """Run (or resume) `iterations` iterations of an improver; yield one record per iteration, in order.
+    """Run (or resume) `iterations` iterations of an improver; yields one record per iteration, in order.
 
-    Records of iterations finished by an earlier run are yielded with `reused=True` and not recomputed.
+    Every check (the arguments, the output folder, a lineage.json already there) runs when `improve` is called,
+    before it returns and before anything is written: a refused run raises UserError and leaves no file or
+    folder behind. Iterating the result does the work. Records of iterations finished by an earlier run are
+    yielded with `reused=True` and not recomputed. `trust_remote_code` lets the checkpoints run their own Python
+    code while loading (passed to the improver's `run_iteration`; off unless asked for).
     """
     imp = get_improver(improver) if isinstance(improver, str) else improver
-    progress = progress or NullProgress()
     if iterations < 1:
         raise UserError(f"iterations={iterations}: expected at least 1")
     if not prompts:
         raise UserError("no prompts to improve on")
+    if trust_remote_code and not _accepts_keyword(imp.run_iteration, "trust_remote_code"):
+        raise UserError(f"improver '{imp.name}' has no trust_remote_code option (--trust-remote-code)")
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
     config_dict = config_to_dict(config)
     fresh = {
         "schema_version": LINEAGE_SCHEMA_VERSION,
@@ -483,28 +574,25 @@ def improve(
         "created": _utc_now(),
         "iterations": [],
     }
-    for stale in out.glob(f".{LINEAGE_FILE}.*.tmp"):  # a write of lineage.json killed before its rename
-        stale.unlink(missing_ok=True)
-    lineage = read_lineage(out)
-    if lineage is None:
-        if any(p.name != LINEAGE_FILE for p in out.iterdir()):
-            raise UserError(f"{out}: folder is not empty and holds no {LINEAGE_FILE}; pass a new or empty folder")
-        lineage = fresh
-        atomic_write_json(out / LINEAGE_FILE, lineage)
-    elif _identity(lineage) != _identity(fresh):
-        old, new = _identity(lineage), _identity(fresh)
-        diff = [k for k in new if old.get(k) != new.get(k)]
-        raise UserError(f"{out}: holds a run with a different {', '.join(diff)}; pass a new folder to start another run")
-    lineage["config"] = config_dict  # the iteration count may have grown
+    lineage, records = _check_run_folder(out, fresh)
+    return _run_iterations(
+        imp, model, out, lineage=lineage or fresh, new_run=lineage is None, records=records, prompts=prompts,
+        config=config, iterations=iterations, seed=seed, progress=progress or NullProgress(),
+        options={"trust_remote_code": True} if trust_remote_code else {},
+    )
 
-    records = [CheckpointRecord(**r, reused=True) for r in lineage["iterations"]]
-    # An iteration counts as finished only if its checkpoint is still on disk.
-    records = [r for r in records if Path(r.path, "config.json").is_file()]
-    records.sort(key=lambda r: r.iteration)
-    done = {r.iteration for r in records}
-    expected = list(range(1, len(records) + 1))
-    if sorted(done) != expected:
-        raise UserError(f"{out / LINEAGE_FILE}: iterations {sorted(done)} are recorded; expected a run of 1..n")
+
+def _run_iterations(imp: Improver, model: str, out: Path, *, lineage: dict[str, Any], new_run: bool,
+                    records: list[CheckpointRecord], prompts: Sequence[PromptRecord], config: Any, iterations: int,
+                    seed: int, progress: Progress, options: dict[str, Any]) -> Iterator[CheckpointRecord]:
+    """The work of `improve`, once its checks have passed."""
+    created_out = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in filter(_is_stale_temporary, out.iterdir()):
+        stale.unlink(missing_ok=True)
+    if new_run:
+        atomic_write_json(out / LINEAGE_FILE, lineage)
+    lineage["config"] = config_to_dict(config)  # the iteration count may have grown
     for r in records[:iterations]:
         progress.note(f"iteration {r.iteration}: finished earlier, reusing {r.path}")
         yield r
@@ -513,10 +601,20 @@ def improve(
         work_dir = out / f"iter{iteration}"
         work_dir.mkdir(exist_ok=True)
         started = time.perf_counter()
-        result = imp.run_iteration(
-            parent, iteration=iteration, work_dir=work_dir, config=config, prompts=prompts, seed=seed, progress=progress
-        )
-        stats = {**result.stats, "seconds": round(time.perf_counter() - started, 1)}
+        try:
+            result = imp.run_iteration(parent, iteration=iteration, work_dir=work_dir, config=config, prompts=prompts,
+                                       seed=seed, progress=progress, **options)
+        except UserError:
+            # Refused before writing anything (e.g. a base model that cannot load): a new run leaves nothing behind.
+            if new_run and iteration == 1 and not any(work_dir.iterdir()):
+                work_dir.rmdir()
+                (out / LINEAGE_FILE).unlink()
+                if created_out:
+                    out.rmdir()
+            raise
+        stats = {**result.stats, "seconds": round(time.perf_counter() - started, 1),
+                 # Recorded in the open: this checkpoint was made with the parent's own code allowed to run.
+                 "trust_remote_code": bool(options.get("trust_remote_code"))}
         record = CheckpointRecord(
             iteration=iteration,
             path=str((work_dir / result.checkpoint).resolve()),
@@ -546,12 +644,15 @@ def run_improve(
     prompts: str | os.PathLike | None = None,
     iterations: int | None = None,
     seed: int = 0,
+    trust_remote_code: bool = False,
     console=None,
 ) -> list[CheckpointRecord]:
     """`csr-bench improve`: load the config and prompts, run with a rich progress display, print the lineage.
 
     `config` is a TOML file or the name of a shipped config (`csr-bench improvers` lists them); `prompts`
     overrides the config's `prompts` (a JSON Lines file or a world folder); `iterations` overrides the config's.
+    Every input and the output folder (with its lineage.json, if any) are checked before the display starts or
+    any line is printed, so a refused run shows one error and leaves nothing behind.
     """
     from rich.console import Console
 
@@ -564,12 +665,14 @@ def run_improve(
                         "or set 'prompts' in the config")
     records_prompts = load_prompts(prompt_source, image_root=getattr(cfg, "image_root", "") or None,
                                    limit=getattr(cfg, "max_prompts", 0))
-    console = console or Console(stderr=True)
+    progress = RichProgress(console or Console(stderr=True))
+    # Checks the folder and its lineage now; the display starts only once they have passed.
+    iterations_run = improve(imp, model, out_dir=out, prompts=records_prompts, config=cfg, iterations=n_iter,
+                             seed=seed, progress=progress, trust_remote_code=trust_remote_code)
     records: list[CheckpointRecord] = []
-    with RichProgress(console) as progress:
+    with progress:
         progress.note(f"{imp.name}: {len(records_prompts)} prompts, {n_iter} iterations, seed {seed} -> {out}")
-        for record in improve(imp, model, out_dir=out, prompts=records_prompts, config=cfg, iterations=n_iter,
-                              seed=seed, progress=progress):
+        for record in iterations_run:
             records.append(record)
             if record.reused:  # improve() has noted it
                 continue

@@ -572,9 +572,9 @@ def _plan_improve(sweep: Sweep, index: int, chain: ImproverEntry, seed: int, bas
                   dry_run: bool) -> ImproveUnit:
     from csr_bench.improvers.base import (
         CheckpointRecord,
-        _identity,
         config_to_dict,
         get_improver,
+        lineage_identity,
         load_prompts,
         prompts_fingerprint,
         read_lineage,
@@ -610,7 +610,7 @@ def _plan_improve(sweep: Sweep, index: int, chain: ImproverEntry, seed: int, bas
         return u
     fresh = {"improver": imp.name, "base_model": base_spec, "config": config_to_dict(config), "seed": seed,
              "prompts": {"fingerprint": prompts_fingerprint(u.prompts)}}
-    old, new = _identity(lineage), _identity(fresh)
+    old, new = lineage_identity(lineage), lineage_identity(fresh)
     if _plain(old) != _plain(new):
         diff = [k for k in new if _plain(old.get(k)) != _plain(new[k])]
         raise UserError(f"{out_dir}: holds an improver run with another {', '.join(diff)} than {where} asks for; "

@@ -456,6 +456,20 @@ def _improve_missing_image(ws: Workspace) -> list[str]:
     return args
 
 
+def _improve_newer_lineage(ws: Workspace) -> list[str]:
+    args = _improve_args(ws)
+    ws.write("results/improve/lineage.json", json.dumps({"schema_version": 99, "improver": "csr"}) + "\n")
+    return args
+
+
+def _improve_image_outside_root(ws: Workspace) -> list[str]:
+    args = _improve_args(ws)
+    ws.image("secret.png")  # exists, next to data/: only the confinement refuses it
+    ws.jsonl("data/prompts/prompts.jsonl", [{"image": "a.png", "prompt": "Describe the image."},
+                                            {"image": "../../secret.png", "prompt": "Describe the image."}])
+    return args
+
+
 CATALOGUE: list[BadInput] = [
     # score: prediction files made elsewhere
     BadInput("malformed-json-line", "`score pope`: an answer file with a malformed JSON line",
@@ -552,6 +566,10 @@ CATALOGUE: list[BadInput] = [
              "data/csr.toml: unknown key 'search.candidats'", _improve_toml_unknown_key),
     BadInput("improve-missing-image", "`improve --prompts`: a prompt whose image file is missing",
              "data/prompts/prompts.jsonl: line 1: image data/prompts/a.png not found", _improve_missing_image),
+    BadInput("improve-newer-lineage", "`improve --out` a folder whose lineage.json is from a newer csr-bench (schema_version 99)",
+             "results/improve/lineage.json: schema_version 99 is newer", _improve_newer_lineage),
+    BadInput("improve-image-outside-root", "`improve --prompts`: an image path that climbs out of the prompts' folder (`../../secret.png`)",
+             "data/prompts/prompts.jsonl: line 2: image '../../secret.png' is outside the data root", _improve_image_outside_root),
 ]
 
 

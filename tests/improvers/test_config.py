@@ -105,6 +105,49 @@ def test_prompt_files(tmp_path):
         load_prompts(tmp_path / "absent.jsonl")
 
 
+def test_prompt_images_stay_inside_the_data_root(tmp_path):
+    """As eval data: a prompt's image may not climb out of its root, by "..", an absolute path or a symlink."""
+    data = tmp_path / "data"
+    data.mkdir()
+    _image(data / "a.png")
+    _image(tmp_path / "outside.png")  # exists, readable, but outside the root
+    (data / "link.png").symlink_to(tmp_path / "outside.png")
+    for image in ("../outside.png", str(tmp_path / "outside.png"), "link.png"):
+        f = data / "p.jsonl"
+        f.write_text(json.dumps({"image": "a.png", "prompt": "Describe."}) + "\n"
+                     + json.dumps({"image": image, "prompt": "Describe."}) + "\n")
+        with pytest.raises(UserError) as e:
+            load_prompts(f)
+        message = str(e.value)
+        assert message.startswith(f"{f}: line 2: image {image!r} is outside the data root {data}"), message
+        assert "\n" not in message
+    # With image_root, the root is that folder, not the file's: the same "../" is refused there too.
+    (tmp_path / "lists").mkdir()
+    f = tmp_path / "lists" / "p.jsonl"
+    f.write_text(json.dumps({"image": "../outside.png", "prompt": "Describe."}) + "\n")
+    with pytest.raises(UserError, match=r"line 1: image '../outside.png' is outside the data root"):
+        load_prompts(f, image_root=data)
+    # A path that leaves and comes back ("x/../a.png") and an absolute path inside the root are fine.
+    (data / "x").mkdir()
+    f.write_text(json.dumps({"image": "x/../a.png", "prompt": "Describe."}) + "\n"
+                 + json.dumps({"image": str(data / "a.png"), "prompt": "Describe.", "id": "abs"}) + "\n")
+    assert [p.image for p in load_prompts(f, image_root=data)] == [str((data / "a.png").resolve())] * 2
+
+
+def test_world_prompt_images_stay_inside_the_world(tmp_path):
+    world = tmp_path / "world"
+    (world / "train").mkdir(parents=True)
+    (world / "world.json").write_text("{}")
+    _image(tmp_path / "outside.png")
+    (world / "train" / "captions.jsonl").write_text(json.dumps({"image": "../outside.png", "prompt": "Describe."}) + "\n")
+    with pytest.raises(UserError, match=r"captions.jsonl:1: image '../outside.png' is outside the data root"):
+        load_prompts(world)
+    (world / "improve").mkdir()
+    (world / "improve" / "prompts.jsonl").write_text(json.dumps({"image": "../outside.png", "prompt": "Describe."}) + "\n")
+    with pytest.raises(UserError, match=r"prompts.jsonl: line 1: image '../outside.png' is outside the data root"):
+        load_prompts(world)
+
+
 def test_authors_prompt_format(tmp_path):
     (tmp_path / "img").mkdir()
     _image(tmp_path / "img" / "000000442786.jpg")

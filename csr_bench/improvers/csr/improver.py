@@ -64,14 +64,19 @@ def _select_device(name: str):
     return torch.device(name)
 
 
-def load_model(spec: str, *, dtype: str = "auto", device: str = "auto"):
-    """(model, processor) of a model spec, through the `hf` adapter's checks (safetensors, chat template)."""
+def load_model(spec: str, *, dtype: str = "auto", device: str = "auto", trust_remote_code: bool = False):
+    """(model, processor) of a model spec, through the `hf` adapter's checks (safetensors, chat template).
+
+    Without `trust_remote_code` a checkpoint that ships its own Python code (auto_map in config.json) is a
+    UserError that names --trust-remote-code, and its code never runs.
+    """
     from csr_bench.models.base import load_adapter, resolve_model_spec
 
     parsed = resolve_model_spec(spec)
     if parsed.adapter != "hf":
         raise UserError(f"model spec '{spec}': CSR trains transformers checkpoints; expected 'tiny', 'hf:PATH' or a folder")
-    adapter = load_adapter(parsed, dtype=dtype, device="cuda" if _select_device(device).type == "cuda" else "cpu")
+    adapter = load_adapter(parsed, dtype=dtype, device="cuda" if _select_device(device).type == "cuda" else "cpu",
+                           trust_remote_code=trust_remote_code)
     return adapter.model, adapter.processor
 
 
@@ -123,7 +128,9 @@ class CSRImprover:
         prompts: Sequence[PromptRecord],
         seed: int,
         progress: Progress,
+        trust_remote_code: bool = False,
     ) -> IterationOutput:
+        """One CSR iteration on `parent`; `trust_remote_code` lets the parent checkpoint's own code run."""
         import torch
 
         from csr_bench.core.files import read_json
@@ -144,7 +151,8 @@ class CSRImprover:
             stats.update(_log_summary(read_json(log_file, "training log")))
             return IterationOutput(checkpoint=checkpoint.name, preference_data=pairs_file.name,
                                    training_log=log_file.name, stats=stats)
-        model, processor = load_model(parent, dtype=config.dtype, device=config.device)
+        model, processor = load_model(parent, dtype=config.dtype, device=config.device,
+                                      trust_remote_code=trust_remote_code)
         if not getattr(processor, "chat_template", None):
             raise UserError(f"{parent}: the processor has no chat template (expected chat_template.jinja or .json)")
         clip = self._clip_scorer(config, next(model.parameters()).device)

@@ -249,7 +249,3 @@ def read_search_log(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
             raise UserError(f"{p}:{lineno}: prompt id {obj['id']!r} appears twice; delete the file to search this iteration again")
         trees[obj["id"]] = obj
     return trees
-
-
-def read_trees(path: str | os.PathLike) -> list[dict[str, Any]]:
-    return [obj for _, obj in read_jsonl(Path(path), "search trees")]
