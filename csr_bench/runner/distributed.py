@@ -3,8 +3,9 @@
 The launcher sets RANK, WORLD_SIZE and LOCAL_RANK; this module reads them, joins the ranks with
 `torch.distributed` (gloo on CPU, NCCL on CUDA; one GPU per rank, `cuda:LOCAL_RANK`) and offers the three
 collectives the runner needs: a barrier, "rank 0 does this, everyone learns how it went", and shutdown.
-Items are split in whole generation batches (the batches a single process would form), so every rank
-generates exactly what one process would, and the merged run is identical to a single-process run.
+Items are split in whole generation batches (the batches a single process forms over the full item list, dealt
+round-robin by global batch index), so every rank generates exactly what one process would, and the merged run is
+identical to a single-process run.
 
 torch is imported only inside the functions that need it.
 """
@@ -92,18 +93,33 @@ def rank_device(env: LaunchEnv) -> str:
     return f"cuda:{env.local_rank}"
 
 
-def shard_batches(items: Sequence[T], batch_size: int, rank: int, world_size: int) -> list[list[T]]:
-    """This rank's generation batches: the batches one process would form, dealt round-robin to the ranks.
+def cut_batches(items: Sequence[T], batch_size: int) -> list[list[T]]:
+    """The generation batches of a run: consecutive slices of the FULL item list (the last one may be short).
 
-    Whole batches (not single items) keep every batch's composition, hence its padding and, when sampling,
-    its seeded random draws, exactly as in a single-process run.
+    Cut from all items, never from the items a resume still has to do, so that a fresh run, any resume, and any
+    world size form the same batches (global batch b holds items b*batch_size ...).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: expected at least 1")
+    return [list(items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
+
+
+def rank_batch_indices(n_batches: int, rank: int, world_size: int) -> range:
+    """The global batch indices a rank generates: round-robin over the global batch index (b % world_size == rank)."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside world of size {world_size}")
-    batches = [list(items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
-    return batches[rank::world_size]
+    return range(rank, n_batches, world_size)
+
+
+def shard_batches(items: Sequence[T], batch_size: int, rank: int, world_size: int) -> list[list[T]]:
+    """This rank's generation batches: the batches one process would form over `items`, dealt round-robin.
+
+    Whole batches (not single items) keep every batch's composition, hence its padding and, when sampling,
+    its seeded random draws, exactly as in a single-process run. Give it the run's full item list (see
+    `cut_batches`); the runner skips the batches a resumed run has already done.
+    """
+    batches = cut_batches(items, batch_size)
+    return [batches[b] for b in rank_batch_indices(len(batches), rank, world_size)]
 
 
 class ProcessGroup:

@@ -1,17 +1,26 @@
 """The resumable evaluation loop: items -> outputs (in batches) -> samples appended to the run folder.
 
-Under `accelerate launch` or `torchrun` (WORLD_SIZE > 1) the items are sharded over the ranks: each appends
-to its own shard file, and rank 0 merges them into a run folder identical to a single-process run.
+Batches are cut from the run's full item list and each is sampled with a seed of its own, `batch_seed(run seed,
+batch index)`, so an item's output depends only on the run (items, batch size, seed), never on what a killed
+earlier attempt finished: a resume skips the batches that are done and regenerates a partly done batch whole,
+appending only its missing items.
+
+Under `accelerate launch` or `torchrun` (WORLD_SIZE > 1) the same batches are dealt to the ranks round-robin by
+batch index: each rank appends to its own shard file, and rank 0 merges them into a run folder identical to a
+single-process run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from csr_bench.core.types import Item, RunManifest
-from csr_bench.runner.distributed import shard_batches
+from csr_bench.core.types import Item, RunManifest, Sample
+from csr_bench.runner.distributed import cut_batches, rank_batch_indices
 from csr_bench.runner.scoring import make_sample, summarize
 from csr_bench.runner.store import SHARD_GLOB, SampleLog, RunWriter, consolidate_samples, finalize_run, prepare_run, shard_file_name
 from csr_bench.suites.base import Suite
@@ -19,8 +28,74 @@ from csr_bench.suites.base import Suite
 if TYPE_CHECKING:
     from csr_bench.runner.distributed import ProcessGroup
 
-# Produces one output per item of a batch, in order.
-OutputFn = Callable[[Sequence[Item]], Sequence[str | None]]
+
+def batch_seed(seed: int, index: int) -> int:
+    """The sampling seed of batch `index` (0-based, over the run's full item list) of a run with seed `seed`.
+
+    Derivation: the first 4 bytes of SHA-256 of the ASCII text "<seed>:<index>" (e.g. "0:3"), read big-endian, with
+    the top bit cleared: an int in [0, 2**31). It depends on nothing else (not on a resume, the rank or the world
+    size); a hash so that neighbouring seeds and batches get unrelated streams; 31 bits so that an adapter may hand
+    it to any library that takes a 32-bit seed.
+    """
+    digest = hashlib.sha256(f"{int(seed)}:{int(index)}".encode("ascii")).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One generation batch of a run: a sequence of its items that also knows its place and its sampling seed.
+
+    `index` is its position among the run's batches (cut from the full item list), `seed` is
+    `batch_seed(run seed, index)`: what a sampling model must be seeded with, once for the whole batch.
+    """
+
+    index: int
+    seed: int
+    items: tuple[Item, ...]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self.items)
+
+
+# Produces one output per item of a batch, in order (a sampling model seeds the batch with `batch.seed`).
+OutputFn = Callable[[Batch], Sequence[str | None]]
+
+
+def run_batches(items: Sequence[Item], batch_size: int, seed: int) -> list[Batch]:
+    """The run's batches: the full item list cut into `batch_size` slices, each with its `batch_seed`."""
+    return [Batch(index=b, seed=batch_seed(seed, b), items=tuple(chunk)) for b, chunk in enumerate(cut_batches(items, batch_size))]
+
+
+def _generate(suite: Suite, produce: OutputFn, batch: Batch, done_outputs: dict[str, str | None],
+              mismatched: list[str]) -> list[Sample]:
+    """The samples of a batch's items not yet done. A partly done batch is regenerated whole (its composition and
+    seed fix every output); its done items keep their logged samples, and any whose new output differs (a model
+    that is not deterministic on this hardware) is noted in `mismatched`."""
+    outputs = produce(batch)
+    if len(outputs) != len(batch):
+        raise RuntimeError(f"model returned {len(outputs)} outputs for {len(batch)} items")
+    new = []
+    for item, output in zip(batch, outputs):
+        if item.id not in done_outputs:
+            new.append(make_sample(suite, item, output))
+        elif done_outputs[item.id] != output:
+            mismatched.append(item.id)
+    return new
+
+
+def _warn_mismatched(mismatched: list[str]) -> None:
+    if mismatched:
+        warnings.warn(
+            f"{len(mismatched)} item(s) already done (first: {mismatched[0]!r}) got a different output when their "
+            "partly done batch was generated again; the samples logged first are kept (is the model deterministic?)",
+            RuntimeWarning, stacklevel=3,
+        )
 
 
 def run_items(
@@ -35,26 +110,28 @@ def run_items(
 ) -> dict:
     """Evaluate the items not yet in `run_dir`, appending each sample as soon as it is scored.
 
-    A killed run, rerun with the same manifest, continues after the last complete line: no item is lost,
-    none is computed twice. Returns the metrics summary (also written to metrics.json).
+    A killed run, rerun with the same manifest, continues where it stopped: batches all done are skipped, a partly
+    done batch is generated again whole and only its missing items are appended, so the result is the uninterrupted
+    run's, byte for byte, and no item is written twice. Returns the metrics summary (also written to metrics.json).
     """
     order = _item_order(items)
+    batches = run_batches(items, batch_size, manifest.seed)
     writer = RunWriter(run_dir, manifest, order)
+    mismatched: list[str] = []
     try:
-        todo = [it for it in items if it.id not in writer.done]
-        done = len(items) - len(todo)
+        done = sum(it.id in writer.done for it in items)
         if progress:
             progress(done, len(items))
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            outputs = produce(batch)
-            if len(outputs) != len(batch):
-                raise RuntimeError(f"model returned {len(outputs)} outputs for {len(batch)} items")
-            for item, output in zip(batch, outputs):
-                writer.append(make_sample(suite, item, output))
-            done += len(batch)
+        for batch in batches:
+            logged = {it.id: writer.done[it.id].output for it in batch if it.id in writer.done}
+            if len(logged) == len(batch):
+                continue
+            for sample in _generate(suite, produce, batch, logged, mismatched):
+                writer.append(sample)
+            done += len(batch) - len(logged)
             if progress:
                 progress(done, len(items))
+        _warn_mismatched(mismatched)
         summary = summarize(suite, _run_samples(writer.done, order), seed=manifest.seed)
         writer.finish(summary)
         return summary
@@ -75,35 +152,47 @@ def run_items_sharded(
 ) -> dict:
     """`run_items` over the ranks of `group`; every rank calls it with the same arguments.
 
-    Rank 0 opens the folder (folding in the shards of a killed earlier run, so nothing done is recomputed,
-    whatever the earlier world size). The items still to do are cut into the batches one process would form and
-    dealt round-robin; each rank appends its samples to its own shard file. After a barrier rank 0 merges the
-    shards into samples.jsonl in item order and writes metrics.json and the manifest, exactly as `run_items`
-    would. Returns the metrics summary on every rank.
+    Rank 0 opens the folder (folding in the shards of a killed earlier run, so nothing done is lost, whatever the
+    earlier world size). The run's batches (the ones `run_items` forms, with the same seeds) are dealt round-robin
+    by batch index; a rank skips its batches that are all done, regenerates a partly done one whole, and appends the
+    missing samples to its own shard file. After a barrier rank 0 merges the shards into samples.jsonl in item
+    order and writes metrics.json and the manifest, exactly as `run_items` would. Returns the metrics summary on
+    every rank.
     """
     order = _item_order(items)
     rank, world = group.env.rank, group.env.world_size
+    batches = run_batches(items, batch_size, manifest.seed)
 
-    def prepare() -> list[str]:
-        return list(prepare_run(run_dir, manifest, order))
+    def prepare() -> tuple[list[str], dict[str, str | None]]:
+        done = prepare_run(run_dir, manifest, order)
+        # The logged outputs of the done items of partly done batches (to compare when they are generated again).
+        partial = {}
+        for batch in batches:
+            ids = [it.id for it in batch if it.id in done]
+            if 0 < len(ids) < len(batch):
+                partial.update((i, done[i].output) for i in ids)
+        return list(done), partial
 
-    done = set(group.on_main(prepare))  # every rank learns what is done; no rank reads a file rank 0 may rewrite
-    todo = [it for it in items if it.id not in done]
-    n_done = len(items) - len(todo)
+    done_ids, partial_outputs = group.on_main(prepare)  # every rank learns what is done; none reads a file rank 0 may rewrite
+    done = set(done_ids)
+    n_done = sum(it.id in done for it in items)
     if progress:
         progress(n_done, len(items))
     log = SampleLog(Path(run_dir) / shard_file_name(rank, world))
+    mismatched: list[str] = []
     try:
-        for batch in shard_batches(todo, batch_size, rank, world):
-            outputs = produce(batch)
-            if len(outputs) != len(batch):
-                raise RuntimeError(f"model returned {len(outputs)} outputs for {len(batch)} items")
-            for item, output in zip(batch, outputs):
-                log.append(make_sample(suite, item, output))
+        for b in rank_batch_indices(len(batches), rank, world):
+            batch = batches[b]
+            logged = {it.id: partial_outputs.get(it.id) for it in batch if it.id in done}
+            if len(logged) == len(batch):
+                continue
+            for sample in _generate(suite, produce, batch, logged, mismatched):
+                log.append(sample)
             if progress:
                 progress(n_done + _lines_in_shards(run_dir), len(items))
     finally:
         log.close()
+    _warn_mismatched(mismatched)
     group.barrier()  # every shard is complete and closed
 
     def merge() -> dict:
@@ -271,9 +360,10 @@ def _evaluate_runs(
                 versions=package_versions(),
             )
 
-            def produce(batch, _seed=seed, _gen=gen):
+            def produce(batch, _gen=gen):
+                # One generate call per batch, seeded with the batch's own seed (see `batch_seed`).
                 reqs = [GenRequest(messages=it.messages, id=it.id) for it in batch]
-                return adapter.generate(reqs, seed=_seed, batch_size=len(reqs), **_gen)
+                return adapter.generate(reqs, seed=batch.seed, batch_size=len(reqs), **_gen)
 
             run_dir = Path(out) / label / task.name / f"seed{seed}"
             with _progress_bar(f"{label} · {task.name} · seed {seed}", enabled=progress) as update:

@@ -10,12 +10,16 @@
 A rerun into the same folder resumes: items already in samples.jsonl or in a shard file are skipped, a torn
 last line (a kill mid-write) is dropped, and a manifest that does not match the new run is refused rather than
 mixed. A finished run's samples.jsonl is in item order however it was produced (one process, shards, resumes).
+A kill during an atomic write leaves its temporary file (".manifest.json.XXXXXXXX.tmp", see
+csr_bench.core.files.atomic_write_text): such leftovers of the run's own files are not content (a folder holding
+only one is still a new run) and are removed when the run is opened and when it finishes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -33,6 +37,11 @@ MANIFEST = "manifest.json"
 SAMPLES = "samples.jsonl"
 METRICS = "metrics.json"
 SHARD_GLOB = "samples.shard-*-of-*.jsonl"
+
+# The temporary file a killed atomic write of one of the run's files leaves: atomic_write_text names it
+# ".<name>." + tempfile's random letters + ".tmp". Nothing else in a folder counts as a leftover of ours.
+_RUN_FILES_PATTERN = "|".join(re.escape(name) for name in (MANIFEST, SAMPLES, METRICS))
+_ATOMIC_LEFTOVER = re.compile(rf"\.(?:{_RUN_FILES_PATTERN})\.[A-Za-z0-9_]+\.tmp")
 
 
 def shard_file_name(rank: int, world_size: int) -> str:
@@ -132,9 +141,30 @@ def _check_schema(manifest: dict[str, Any], path: Path) -> None:
         )
 
 
+def is_atomic_write_leftover(path: Path) -> bool:
+    """A temporary file that a kill during an atomic write of manifest.json, samples.jsonl or metrics.json left."""
+    return _ATOMIC_LEFTOVER.fullmatch(path.name) is not None and path.is_file() and not path.is_symlink()
+
+
+def _foreign_entries(d: Path) -> list[Path]:
+    """What a folder without a manifest holds besides our atomic-write leftovers (nothing: it may become a run)."""
+    return [p for p in d.iterdir() if not is_atomic_write_leftover(p)]
+
+
+def remove_atomic_write_leftovers(run_dir: str | os.PathLike) -> None:
+    """Delete the atomic-write leftovers of a run folder (only the run's owner calls this, while no write runs)."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        return
+    for p in d.iterdir():
+        if is_atomic_write_leftover(p):
+            p.unlink(missing_ok=True)
+
+
 def check_run_folder(run_dir: str | os.PathLike) -> None:
     """Refuse early (before a model is loaded) a run folder no run may be written into: one that is not a run,
-    or whose manifest is malformed or from a newer csr-bench. A matching or different run is decided later."""
+    or whose manifest is malformed or from a newer csr-bench. A matching or different run is decided later.
+    Reads only: every rank of a sharded run calls it (atomic-write leftovers are ignored here, removed later)."""
     d = Path(run_dir)
     manifest_path = d / MANIFEST
     if manifest_path.exists():
@@ -145,13 +175,15 @@ def check_run_folder(run_dir: str | os.PathLike) -> None:
         if not isinstance(raw, dict):
             raise UserError(f"{manifest_path}: not a valid manifest (expected a JSON object)")
         _check_schema(raw, manifest_path)
-    elif d.exists() and (not d.is_dir() or any(d.iterdir())):
+    elif d.exists() and (not d.is_dir() or _foreign_entries(d)):
         raise UserError(f"{d}: folder exists and is not a csr-bench run (no {MANIFEST})")
 
 
 def prepare_run(run_dir: str | os.PathLike, manifest: RunManifest, order: dict[str, int] | None = None) -> dict[str, Sample]:
     """Create a run folder, or reopen one whose manifest matches (refusing a different run), fold in any shard
-    files a killed sharded run left, and (re)write the manifest as unfinished. Returns the samples already done."""
+    files a killed sharded run left, and (re)write the manifest as unfinished. Returns the samples already done.
+
+    Atomic-write leftovers of a killed earlier run are removed (only in a folder this run may use)."""
     d = Path(run_dir)
     manifest_path = d / MANIFEST
     done: dict[str, Sample] = {}
@@ -167,8 +199,9 @@ def prepare_run(run_dir: str | os.PathLike, manifest: RunManifest, order: dict[s
             )
         manifest.created = existing.created
         done = consolidate_samples(d, order)
-    elif d.exists() and any(d.iterdir()):
+    elif d.exists() and _foreign_entries(d):
         raise UserError(f"{d}: folder exists and is not a csr-bench run (no {MANIFEST})")
+    remove_atomic_write_leftovers(d)
     d.mkdir(parents=True, exist_ok=True)
     if not manifest.created:
         manifest.created = utc_now()
@@ -178,11 +211,12 @@ def prepare_run(run_dir: str | os.PathLike, manifest: RunManifest, order: dict[s
 
 
 def finalize_run(run_dir: str | os.PathLike, manifest: RunManifest, metrics: dict[str, Any]) -> None:
-    """Write metrics.json, then the manifest with its finish time (both atomically)."""
+    """Write metrics.json, then the manifest with its finish time (both atomically); remove atomic-write leftovers."""
     d = Path(run_dir)
     atomic_write_json(d / METRICS, metrics)
     manifest.finished = utc_now()
     atomic_write_json(d / MANIFEST, manifest.to_dict())
+    remove_atomic_write_leftovers(d)
 
 
 class SampleLog:

@@ -8,12 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from csr_bench.core.types import Sample
 from csr_bench.errors import UserError
 from csr_bench.runner.distributed import LaunchEnv, launch_env, shard_batches
-from csr_bench.runner.evaluate import run_items
+from csr_bench.runner.evaluate import batch_seed, run_items
 from csr_bench.runner.store import consolidate_samples, shard_file_name
 from tests.toy_suite import ToySuite, toy_manifest
 
@@ -26,6 +27,12 @@ TIMESTAMPS = ("created", "finished")
 def answer(items):
     # deterministic "model": right on even ids
     return [it.target if int(it.id) % 2 == 0 else "x" for it in items]
+
+
+def sample_answer(batch):
+    # a stand-in for a sampling model: each output depends on the batch's seed and the item's place in the batch
+    rng = np.random.default_rng(batch.seed)
+    return [str(d) for d in rng.integers(0, 3, len(batch))]
 
 
 def free_port() -> int:
@@ -94,7 +101,9 @@ def test_leftover_shards_fold_into_samples_in_item_order(tmp_path):
         return answer(batch)
 
     run_items(suite, suite.items(), record, part, toy_manifest(), batch_size=3)  # one process finishes it
-    assert seen == ["3", "5", "7", "8"]  # nothing done is recomputed
+    # Batches [0,1,2] and [9] are done and skipped; the partly done [3,4,5] and [6,7,8] are generated again whole
+    # (their composition fixes the outputs), and only their missing items are appended.
+    assert seen == ["3", "4", "5", "6", "7", "8"]
     for name in ("samples.jsonl", "metrics.json"):
         assert (part / name).read_bytes() == (full / name).read_bytes()
     assert {p.name for p in part.iterdir()} == RUN_FILES
@@ -116,12 +125,14 @@ def _toy_rank(rank: int, world: int, port: int, root: str) -> None:
     record: dict = {"batches": {}, "error": None}
     with ProcessGroup(launch_env()) as group:
         assert group.backend == "gloo"
-        for name in ("fresh", "resume"):
+        for name, model in (("fresh", answer), ("resume", answer), ("sampled", sample_answer)):
             produced = record["batches"].setdefault(name, [])
+            record.setdefault("seeds", {})[name] = seeds = []
 
-            def produce(batch, produced=produced):
+            def produce(batch, produced=produced, seeds=seeds, model=model):
                 produced.append([it.id for it in batch])
-                return answer(batch)
+                seeds.append([batch.index, batch.seed])
+                return model(batch)
 
             summary = run_items_sharded(suite, suite.items(), produce, Path(root) / name, toy_manifest(), group, batch_size=3)
             record.setdefault("accuracy", []).append(summary["metrics"]["accuracy"])
@@ -146,6 +157,15 @@ def test_two_ranks_write_the_single_process_run_and_resume_per_shard(tmp_path):
     (resume / "samples.jsonl").write_text(lines[0])
     (resume / shard_file_name(0, 2)).write_text(lines[2] + lines[8])
     (resume / shard_file_name(1, 2)).write_text(lines[4] + lines[5][:-3])
+    # A sampled run killed earlier: item 1 of batch [0,1,2] done, batch [3,4,5] done, item 7 of [6,7,8] done.
+    single_sampled = tmp_path / "single-sampled"
+    run_items(suite, suite.items(), sample_answer, single_sampled, toy_manifest(), batch_size=3)
+    sampled_lines = _lines(single_sampled / "samples.jsonl")
+    sampled = tmp_path / "sampled"
+    sampled.mkdir()
+    (sampled / "manifest.json").write_text((single_sampled / "manifest.json").read_text())
+    (sampled / "samples.jsonl").write_text(sampled_lines[1] + sampled_lines[7])
+    (sampled / shard_file_name(1, 2)).write_text("".join(sampled_lines[3:6]))
 
     mp.start_processes(_toy_rank, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn")
 
@@ -153,14 +173,20 @@ def test_two_ranks_write_the_single_process_run_and_resume_per_shard(tmp_path):
     # Fresh: batches [0,1,2] [3,4,5] [6,7,8] [9] of one process, dealt round-robin.
     assert ranks[0]["batches"]["fresh"] == [["0", "1", "2"], ["6", "7", "8"]]
     assert ranks[1]["batches"]["fresh"] == [["3", "4", "5"], ["9"]]
-    # Resume: only the items not done, in single-process batches: [1,3,5] [6,7,9].
-    assert ranks[0]["batches"]["resume"] == [["1", "3", "5"]]
-    assert ranks[1]["batches"]["resume"] == [["6", "7", "9"]]
-    for name in ("fresh", "resume"):
+    # Resume (0, 2, 4, 8 done): the same batches, dealt by batch index; every one is partly done or to do.
+    assert ranks[0]["batches"]["resume"] == [["0", "1", "2"], ["6", "7", "8"]]
+    assert ranks[1]["batches"]["resume"] == [["3", "4", "5"], ["9"]]
+    # Sampled resume: batch 1 is done and skipped; batches 0 and 2 are generated again whole, with their own seeds.
+    assert ranks[0]["batches"]["sampled"] == [["0", "1", "2"], ["6", "7", "8"]]
+    assert ranks[1]["batches"]["sampled"] == [["9"]]
+    assert ranks[0]["seeds"]["sampled"] == [[0, batch_seed(0, 0)], [2, batch_seed(0, 2)]]
+    assert ranks[1]["seeds"]["sampled"] == [[3, batch_seed(0, 3)]]
+    for name, reference in (("fresh", single), ("resume", single), ("sampled", single_sampled)):
         for f in ("samples.jsonl", "metrics.json"):
-            assert (tmp_path / name / f).read_bytes() == (single / f).read_bytes(), (name, f)
+            assert (tmp_path / name / f).read_bytes() == (reference / f).read_bytes(), (name, f)
         assert {p.name for p in (tmp_path / name).iterdir()} == RUN_FILES
-    assert ranks[0]["accuracy"] == ranks[1]["accuracy"] == [0.5, 0.5]
+    sampled_accuracy = json.loads((single_sampled / "metrics.json").read_text())["metrics"]["accuracy"]
+    assert ranks[0]["accuracy"] == ranks[1]["accuracy"] == [0.5, 0.5, sampled_accuracy]
     # A different run in the same folder is refused on every rank with the same one-line error.
     assert ranks[0]["error"] == ranks[1]["error"] and "different run (differs in seed)" in ranks[0]["error"]
 

@@ -13,13 +13,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.kill_helpers import assert_nothing_half_written, complete_lines, fork_server, run_and_kill, whole_lines
+from tests.kill_helpers import (
+    assert_nothing_half_written,
+    complete_lines,
+    fork_server,
+    hidden_leftovers,
+    run_and_kill,
+    whole_lines,
+)
 
 SCENARIOS = {
     # Greedy decoding in batches of 4 over two tasks: kills land inside a batch, and between tasks.
     "greedy-batched": (["--suite", "pope_adversarial,chair_probe", "--batch-size", "4", "--limit", "20"], 6),
     # Sampling with two decoding seeds (one run folder per seed).
     "sampled-two-seeds": (["--suite", "mme", "--sample", "--seeds", "0,1", "--batch-size", "1", "--limit", "16"], 5),
+    # Sampling in batches of 4: a resume must regenerate a partly done batch whole, with the batch's own seed.
+    "sampled-batched": (["--suite", "pope_random", "--sample", "--seeds", "0,1", "--batch-size", "4", "--limit", "12"], 4),
 }
 
 
@@ -94,4 +103,34 @@ def test_eval_killed_repeatedly_equals_an_uninterrupted_run(world, tmp_path, sce
         assert (got.parent / "metrics.json").read_bytes() == (want.parent / "metrics.json").read_bytes()
         assert _without_timestamps(got.parent / "manifest.json") == _without_timestamps(want.parent / "manifest.json")
     assert_nothing_half_written(out)
+    assert hidden_leftovers(out) == []  # the temporaries of killed atomic writes were cleaned up by the resumes
     print(f"{scenario}: {kills} kills, {torn_seen} torn lines seen and dropped")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kept", [2, 6])
+def test_sampled_batch_killed_mid_way_resumes_to_the_uninterrupted_run(world, tmp_path, kept):
+    """Sampling in batches of 4, killed after `kept` samples (inside batch 0 or 1): the resume regenerates that
+    batch whole with its own seed and appends only its missing items, so every output is the uninterrupted run's."""
+    args = ["eval", "--model", "tiny", "--world", world, "--threads", "1", "--suite", "pope_random", "--sample",
+            "--batch-size", "4", "--limit", "12"]
+    server = fork_server()
+    full = tmp_path / "full"
+    assert server.run([*args, "--out", full], tmp_path / "full.log") == 0
+    out = tmp_path / "killed"
+    run = out / "tiny" / "pope_random" / "seed0"
+    samples = run / "samples.jsonl"
+    assert run_and_kill(server, [*args, "--out", out], tmp_path / "kill.log", lambda: complete_lines(samples) >= kept)
+    # A batch's samples are appended one by one right after it is generated; the poll sees the kept-th line a few
+    # appends late at worst, so the file is cut back to its first `kept` lines: what a kill just after them leaves.
+    assert_nothing_half_written(out)
+    lines = whole_lines(samples)
+    assert len(lines) >= kept and not (run / "metrics.json").exists()
+    samples.write_bytes(b"".join(line + b"\n" for line in lines[:kept]))
+    assert server.run([*args, "--out", out], tmp_path / "resume.log") == 0
+
+    ref = full / "tiny" / "pope_random" / "seed0"
+    for name in ("samples.jsonl", "metrics.json"):
+        assert (run / name).read_bytes() == (ref / name).read_bytes(), name
+    assert _without_timestamps(run / "manifest.json") == _without_timestamps(ref / "manifest.json")
+    assert hidden_leftovers(out) == []
