@@ -59,6 +59,35 @@ def read_jsonl(path: str | os.PathLike, what: str = "JSON Lines file") -> Iterat
             yield lineno, obj
 
 
+def read_append_log(path: str | os.PathLike, *, repair: bool, hint: str = "") -> list[tuple[int, str]]:
+    """(line number, line with its newline) for each non-blank line of a log that is appended to and fsynced.
+
+    A kill while appending leaves at most one torn last line (no final newline): with `repair` it is cut off the
+    file, so the next append starts on a fresh line; without, it is a UserError. Lines are split on "\n" only:
+    str.splitlines() also splits on U+0085, U+2028 and U+2029, which json.dumps(ensure_ascii=False) leaves
+    unescaped inside strings (a model output holding one would break its line in two). [] when there is no file.
+    """
+    p = Path(path)
+    if not p.exists():
+        return []
+    data = p.read_bytes()
+    if data and not data.endswith(b"\n"):
+        if not repair:
+            raise UserError(f"{p}: last line is incomplete (the run was interrupted); rerun to resume it")
+        cut = data.rfind(b"\n") + 1
+        with p.open("r+b") as f:
+            f.truncate(cut)
+            f.flush()
+            os.fsync(f.fileno())
+        data = data[:cut]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{p}: not UTF-8 text (byte {e.start}){hint}") from None
+    lines = (part + "\n" for part in text.split("\n")[:-1])
+    return [(lineno, line) for lineno, line in enumerate(lines, start=1) if line.strip()]
+
+
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     p = require_file(path, what)
     try:

@@ -103,6 +103,19 @@ class ModelSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def check_generation_args(*, max_new_tokens: int, batch_size: int, num_beams: int, do_sample: bool, temperature: float,
+                          top_p: float) -> None:
+    """The decoding arguments every adapter accepts, checked once: a bad value is a UserError naming it."""
+    if max_new_tokens < 1:
+        raise UserError(f"max_new_tokens={max_new_tokens}: expected at least 1")
+    if batch_size < 1:
+        raise UserError(f"batch_size={batch_size}: expected at least 1")
+    if num_beams < 1:
+        raise UserError(f"num_beams={num_beams}: expected at least 1")
+    if do_sample and not (temperature > 0 and 0 < top_p <= 1):
+        raise UserError(f"temperature={temperature}, top_p={top_p}: expected temperature > 0 and 0 < top_p <= 1")
+
+
 def resolve_model_spec(spec: str) -> ModelSpec:
     """Parse a model spec given on the command line.
 

@@ -20,7 +20,14 @@ import torch
 from csr_bench.core.registry import adapter
 from csr_bench.core.types import ImagePart, Message, TextPart
 from csr_bench.errors import UserError
-from csr_bench.models.base import _HUB_ID, TINY_LLAVA_PATH, TINY_MODEL_NAME, GenRequest, SentenceLogProb
+from csr_bench.models.base import (
+    _HUB_ID,
+    TINY_LLAVA_PATH,
+    TINY_MODEL_NAME,
+    GenRequest,
+    SentenceLogProb,
+    check_generation_args,
+)
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEVICES = ("cpu", "cuda", "auto")
@@ -290,14 +297,8 @@ class HFAdapter:
     ) -> list[str]:
         from transformers import StoppingCriteriaList
 
-        if max_new_tokens < 1:
-            raise UserError(f"max_new_tokens={max_new_tokens}: expected at least 1")
-        if batch_size < 1:
-            raise UserError(f"batch_size={batch_size}: expected at least 1")
-        if num_beams < 1:
-            raise UserError(f"num_beams={num_beams}: expected at least 1")
-        if do_sample and not (temperature > 0 and 0 < top_p <= 1):
-            raise UserError(f"temperature={temperature}, top_p={top_p}: expected temperature > 0 and 0 < top_p <= 1")
+        check_generation_args(max_new_tokens=max_new_tokens, batch_size=batch_size, num_beams=num_beams,
+                              do_sample=do_sample, temperature=temperature, top_p=top_p)
         gen_config = self.model.generation_config.__class__.from_dict(self.model.generation_config.to_dict())
         # Exactly the decoding asked for: the checkpoint's own sampling defaults (top_k, ...) are not applied.
         gen_config.update(

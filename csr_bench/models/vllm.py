@@ -22,7 +22,14 @@ from typing import Any, Sequence
 
 from csr_bench.core.registry import adapter
 from csr_bench.errors import UserError
-from csr_bench.models.base import _HUB_ID, TINY_LLAVA_PATH, TINY_MODEL_NAME, GenRequest, SentenceLogProb
+from csr_bench.models.base import (
+    _HUB_ID,
+    TINY_LLAVA_PATH,
+    TINY_MODEL_NAME,
+    GenRequest,
+    SentenceLogProb,
+    check_generation_args,
+)
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 INSTALL_HINT = "pip install 'csr-bench[vllm]'"
@@ -182,15 +189,11 @@ class VLLMAdapter:
     ) -> list[str]:
         from csr_bench.models.hf import _cut_at_stop
 
-        if max_new_tokens < 1:
-            raise UserError(f"max_new_tokens={max_new_tokens}: expected at least 1")
-        if batch_size < 1:
-            raise UserError(f"batch_size={batch_size}: expected at least 1")
+        check_generation_args(max_new_tokens=max_new_tokens, batch_size=batch_size, num_beams=num_beams,
+                              do_sample=do_sample, temperature=temperature, top_p=top_p)
         if num_beams != 1:
             raise UserError(f"num_beams={num_beams}: the vllm adapter does greedy decoding and sampling only; "
                             "use the hf adapter for beam search")
-        if do_sample and not (temperature > 0 and 0 < top_p <= 1):
-            raise UserError(f"temperature={temperature}, top_p={top_p}: expected temperature > 0 and 0 < top_p <= 1")
         if not requests:
             return []
         prompts = [vllm_prompt(self.processor, r) for r in requests]

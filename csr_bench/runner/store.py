@@ -29,7 +29,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from csr_bench.core.files import atomic_write_json, atomic_write_text
+from csr_bench.core.files import atomic_write_json, atomic_write_text, read_append_log
 from csr_bench.core.types import SCHEMA_VERSION, RunManifest, Sample
 from csr_bench.errors import UserError
 
@@ -68,22 +68,8 @@ def package_versions(names: Iterable[str] = ("csr-bench", "numpy", "torch", "tra
 def _read_sample_lines(path: Path, *, repair: bool) -> list[tuple[Sample, str]]:
     """(sample, its line as written) per line of a samples file; with repair, drop a torn final line (no
     trailing newline) left by a kill. Lines are kept verbatim so merging shards copies bytes, not re-encodes."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        if not repair:
-            raise UserError(f"{path}: last line is incomplete (the run was interrupted); rerun to resume it")
-        with path.open("r+b") as f:
-            f.truncate(cut)
-        data = data[:cut]
     out = []
-    # Split on "\n" only: str.splitlines() also splits on U+0085, U+2028 and U+2029, which json.dumps(ensure_ascii=
-    # False) leaves unescaped inside strings (a model output holding one would break its line in two).
-    for lineno, line in enumerate((part + "\n" for part in data.decode("utf-8").split("\n")[:-1]), start=1):
-        if not line.strip():
-            continue
+    for lineno, line in read_append_log(path, repair=repair):
         try:
             sample = Sample.from_dict(json.loads(line))
         except (json.JSONDecodeError, KeyError, TypeError) as e:

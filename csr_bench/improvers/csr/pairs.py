@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from csr_bench.core.files import atomic_write_text, read_jsonl
+from csr_bench.core.files import atomic_write_text, read_append_log, read_jsonl
 from csr_bench.errors import UserError
 from csr_bench.improvers.csr.rewards import official_path_score, official_step_score, sibling_ranks
 
@@ -219,26 +219,8 @@ def read_search_log(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     UserError: the log is not one this code wrote.
     """
     p = Path(path)
-    if not p.exists():
-        return {}
-    data = p.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        with p.open("r+b") as f:
-            f.truncate(cut)
-            f.flush()
-            os.fsync(f.fileno())
-        data = data[:cut]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{p}: not UTF-8 text (byte {e.start}); delete the file to search this iteration again") from None
     trees: dict[str, dict[str, Any]] = {}
-    # Split on "\n" only: str.splitlines() also splits on U+2028 and kin, which json.dumps(ensure_ascii=False)
-    # leaves unescaped inside a generated response.
-    for lineno, line in enumerate(text.split("\n")[:-1], start=1):
-        if not line.strip():
-            continue
+    for lineno, line in read_append_log(p, repair=True, hint="; delete the file to search this iteration again"):
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
