@@ -27,10 +27,11 @@ def require_lmms_eval() -> None:
 
 
 def _finished_run(out: Path, identity: dict[str, Any]) -> bool:
+    from csr_bench.runner.store import check_run_folder
+
+    check_run_folder(out)  # not a run, a malformed manifest or a newer schema: one line, before lmms-eval starts
     manifest_path = out / "manifest.json"
     if not manifest_path.is_file():
-        if out.exists() and any(out.iterdir()):
-            raise UserError(f"{out}: folder exists and is not a csr-bench run (no manifest.json)")
         return False
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     previous = (manifest.get("config") or {}).get("lmms_run")
