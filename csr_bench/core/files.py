@@ -133,5 +133,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def is_atomic_write_temporary(path: str | os.PathLike, of: str | None = None) -> bool:
+    """Whether `path` is the temporary file that a kill during `atomic_write_text` left behind (".NAME.XXXX.tmp"),
+    of the file named `of` when given, else of any file."""
+    p = Path(path)
+    prefix = f".{of}." if of is not None else "."
+    return p.name.startswith(prefix) and p.name.endswith(".tmp") and p.is_file()
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 
-from csr_bench.core.files import atomic_write_json, path_inside, read_json, read_jsonl
+from csr_bench.core.files import atomic_write_json, is_atomic_write_temporary, path_inside, read_json, read_jsonl
 from csr_bench.errors import UserError
 
 LINEAGE_FILE = "lineage.json"
@@ -96,19 +96,25 @@ def load_prompts(source: str | os.PathLike, *, image_root: str | os.PathLike | N
             raise UserError(f"{path}: {where}: expected non-empty string fields \"image\" and \"prompt\"")
         # The authors' file marks the image place with "<image>"; our messages carry the image separately.
         text = text.replace("<image>\n", "").replace("\n<image>", "").replace("<image>", "").strip()
-        image_path = Path(path_inside(root, image, f"{path}: {where}"))
-        if not image_path.is_file():
-            raise UserError(f"{path}: {where}: image {image_path} not found")
+        image_path = _prompt_image(root, image, f"{path}: {where}")
         pid = str(obj.get("id", len(out)))
         if pid in seen:
             raise UserError(f"{path}: {where}: duplicate id {pid!r}")
         seen.add(pid)
-        out.append(PromptRecord(pid, str(image_path.resolve()), text))
+        out.append(PromptRecord(pid, image_path, text))
         if limit and len(out) >= limit:
             break
     if not out:
         raise UserError(f"{path}: no prompts; expected at least one {{\"image\", \"prompt\"}} line")
     return out
+
+
+def _prompt_image(root: Path, image: str, where: str) -> str:
+    """The absolute path of a prompt's image: inside `root` and an existing file, else a UserError at `where`."""
+    image_path = Path(path_inside(root, image, where))
+    if not image_path.is_file():
+        raise UserError(f"{where}: image {image_path} not found")
+    return str(image_path.resolve())
 
 
 def _world_prompts(root: Path, limit: int) -> list[PromptRecord]:
@@ -136,10 +142,7 @@ def _world_prompts(root: Path, limit: int) -> list[PromptRecord]:
         if (image, prompt) in seen:
             continue
         seen.add((image, prompt))
-        image_path = Path(path_inside(root, image, f"{captions}:{lineno}"))
-        if not image_path.is_file():
-            raise UserError(f"{captions}:{lineno}: image {image_path} not found")
-        out.append(PromptRecord(Path(image).stem, str(image_path.resolve()), prompt))
+        out.append(PromptRecord(Path(image).stem, _prompt_image(root, image, f"{captions}:{lineno}"), prompt))
         if limit and len(out) >= limit:
             break
     if not out:
@@ -499,12 +502,13 @@ def lineage_identity(lineage: dict[str, Any]) -> dict[str, Any]:
 
 def _is_stale_temporary(p: Path) -> bool:
     """A write of lineage.json killed before its rename (atomic_write_json's hidden temporary)."""
-    return p.name.startswith(f".{LINEAGE_FILE}.") and p.name.endswith(".tmp")
+    return is_atomic_write_temporary(p, of=LINEAGE_FILE)
 
 
-def _check_run_folder(out: Path, fresh: dict[str, Any]) -> tuple[dict[str, Any] | None, list[CheckpointRecord]]:
-    """Read-only checks of a run folder against a new run's lineage: the lineage there (None when the run is
-    new) and its finished iterations, 1..n in order. Nothing is created, written or deleted."""
+def check_lineage_folder(out: Path, fresh: dict[str, Any]) -> tuple[dict[str, Any] | None, list[CheckpointRecord]]:
+    """Read-only checks of an improver's output folder against a new run's lineage (`fresh`: at least the keys
+    `lineage_identity` reads): the lineage there (None when the run is new) and its finished iterations, 1..n in
+    order. Nothing is created, written or deleted; planners (sweeps) call it to know what is left to do."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
     lineage = read_lineage(out) if out.is_dir() else None
@@ -574,7 +578,7 @@ def improve(
         "created": _utc_now(),
         "iterations": [],
     }
-    lineage, records = _check_run_folder(out, fresh)
+    lineage, records = check_lineage_folder(out, fresh)
     return _run_iterations(
         imp, model, out, lineage=lineage or fresh, new_run=lineage is None, records=records, prompts=prompts,
         config=config, iterations=iterations, seed=seed, progress=progress or NullProgress(),

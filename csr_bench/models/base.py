@@ -116,6 +116,17 @@ def check_generation_args(*, max_new_tokens: int, batch_size: int, num_beams: in
         raise UserError(f"temperature={temperature}, top_p={top_p}: expected temperature > 0 and 0 < top_p <= 1")
 
 
+def require_safetensors_weights(folder: Path) -> None:
+    """Weights load from safetensors only, so a pickle is never unpickled: a checkpoint folder (a model's or a
+    CLIP's) without *.safetensors is a UserError, which names the pickled weights when it holds some."""
+    if any(folder.glob("*.safetensors")):
+        return
+    if any(next(folder.glob(pattern), None) for pattern in ("*.bin", "*.pt", "*.pth")):
+        raise UserError(f"{folder}: weights are not safetensors (*.bin/*.pt/*.pth found, never unpickled); "
+                        "convert them to safetensors")
+    raise UserError(f"{folder}: no model weights (expected *.safetensors in the folder)")
+
+
 def resolve_model_spec(spec: str) -> ModelSpec:
     """Parse a model spec given on the command line.
 

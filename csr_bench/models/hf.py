@@ -27,6 +27,7 @@ from csr_bench.models.base import (
     GenRequest,
     SentenceLogProb,
     check_generation_args,
+    require_safetensors_weights,
 )
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -67,10 +68,28 @@ def _check_local_checkpoint(path: Path) -> None:
         raise UserError(f"{path}: expected a checkpoint folder, found a file")
     if not (path / "config.json").is_file():
         raise UserError(f"{path}: not a transformers checkpoint (no config.json)")
-    if not any(path.glob("*.safetensors")):
-        if any(path.glob("*.bin")) or any(path.glob("*.pt")) or any(path.glob("*.pth")):
-            raise UserError(f"{path}: weights are not safetensors (*.bin/*.pt found); convert them to safetensors")
-        raise UserError(f"{path}: no model weights (expected *.safetensors next to config.json)")
+    require_safetensors_weights(path)
+
+
+def resolve_local_or_hub(model: str) -> tuple[str, Path | None]:
+    """(what from_pretrained loads, the local folder or None) for "tiny", a checkpoint folder (checked: config.json,
+    safetensors weights) or a Hub id (not looked up here)."""
+    if model == TINY_MODEL_NAME:
+        model = str(TINY_LLAVA_PATH)
+    local = Path(model).expanduser()
+    if local.exists():
+        _check_local_checkpoint(local)
+        return str(local.resolve()), local.resolve()
+    if not _HUB_ID.match(model):
+        raise UserError(f"{model}: checkpoint folder not found")
+    return model, None
+
+
+def hash_checkpoint_files(h, folder: Path) -> None:
+    """Feed a checkpoint folder's weights and defining files (names and digests, in name order) into hash `h`."""
+    for p in sorted(p for p in folder.iterdir() if p.suffix == ".safetensors" or p.name in _DEFINING_FILES):
+        h.update(p.name.encode())
+        h.update(_file_digest(p).encode())
 
 
 def _file_digest(path: Path) -> str:
@@ -204,19 +223,7 @@ class HFAdapter:
             raise UserError(f"device '{device}': no CUDA device is available; use device 'cpu' or 'auto'")
         if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
             raise UserError(f"device '{device}': only {torch.cuda.device_count()} CUDA device(s) are visible")
-        if model == TINY_MODEL_NAME:
-            model = str(TINY_LLAVA_PATH)
-        local = Path(model).expanduser()
-        self.local_path: Path | None = None
-        if local.exists():
-            _check_local_checkpoint(local)
-            self.local_path = local.resolve()
-            source = str(self.local_path)
-        elif _HUB_ID.match(model):
-            source = model  # a Hub id
-        else:
-            raise UserError(f"{model}: checkpoint folder not found")
-        self.source = source
+        self.source, self.local_path = resolve_local_or_hub(model)
         if name:
             self.name = name
         elif self.local_path == TINY_LLAVA_PATH.resolve():
@@ -231,10 +238,10 @@ class HFAdapter:
         load_kwargs = dict(local_files_only=not allow_download, trust_remote_code=trust_remote_code, revision=revision)
         try:
             with quiet_transformers():
-                self.processor = AutoProcessor.from_pretrained(source, **load_kwargs)
+                self.processor = AutoProcessor.from_pretrained(self.source, **load_kwargs)
                 self._check_processor(model)  # before the weights: a wrong folder fails fast
                 self.model = AutoModelForImageTextToText.from_pretrained(
-                    source, dtype=DTYPES[dtype], use_safetensors=True, device_map=str(self.device), **load_kwargs
+                    self.source, dtype=DTYPES[dtype], use_safetensors=True, device_map=str(self.device), **load_kwargs
                 )
         except OSError as e:
             if "use_safetensors" in str(e):  # found, but without safetensors weights: pickles are never loaded
@@ -420,10 +427,7 @@ class HFAdapter:
             h.update(json.dumps({"dtype": str(self.model.dtype)}).encode())
             root = self.local_path or self._hub_snapshot()
             if root is not None and root.is_dir():
-                files = sorted(p for p in root.iterdir() if p.suffix == ".safetensors" or p.name in _DEFINING_FILES)
-                for p in files:
-                    h.update(p.name.encode())
-                    h.update(_file_digest(p).encode())
+                hash_checkpoint_files(h, root)
             else:
                 # No folder to read (rare): hash the parameters themselves.
                 for name, tensor in sorted(self.model.state_dict().items()):

@@ -23,7 +23,6 @@ from typing import Any, Sequence
 from csr_bench.core.registry import adapter
 from csr_bench.errors import UserError
 from csr_bench.models.base import (
-    _HUB_ID,
     TINY_LLAVA_PATH,
     TINY_MODEL_NAME,
     GenRequest,
@@ -57,18 +56,11 @@ def resolve_checkpoint(model: str, *, allow_download: bool = False, revision: st
 
     Without `allow_download` a Hub id must be in the local Hugging Face cache, and vLLM gets its snapshot folder.
     """
-    from csr_bench.models.hf import _check_local_checkpoint
+    from csr_bench.models.hf import _check_local_checkpoint, resolve_local_or_hub
 
-    if model == TINY_MODEL_NAME:
-        model = str(TINY_LLAVA_PATH)
-    local = Path(model).expanduser()
-    if local.exists():
-        _check_local_checkpoint(local)
-        return str(local.resolve()), local.resolve()
-    if not _HUB_ID.match(model):
-        raise UserError(f"{model}: checkpoint folder not found")
-    if allow_download:
-        return model, None
+    source, local = resolve_local_or_hub(model)
+    if local is not None or allow_download:
+        return source, local
     try:
         from huggingface_hub import snapshot_download
 
@@ -218,7 +210,7 @@ class VLLMAdapter:
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            from csr_bench.models.hf import _DEFINING_FILES, _file_digest
+            from csr_bench.models.hf import hash_checkpoint_files
 
             try:
                 dtype = str(self.llm.llm_engine.model_config.dtype)
@@ -227,9 +219,7 @@ class VLLMAdapter:
             h = hashlib.sha256(json.dumps({"adapter": "vllm", "dtype": dtype}).encode())
             root = self.local_path
             if root is not None and root.is_dir():
-                for p in sorted(p for p in root.iterdir() if p.suffix == ".safetensors" or p.name in _DEFINING_FILES):
-                    h.update(p.name.encode())
-                    h.update(_file_digest(p).encode())
+                hash_checkpoint_files(h, root)
             else:  # downloaded by vLLM itself: the hub id and revision name the weights
                 h.update(json.dumps({"source": self.source}).encode())
             self._fingerprint = h.hexdigest()[:16]

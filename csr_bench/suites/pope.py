@@ -125,9 +125,9 @@ def _question_id(value: Any, where: str) -> str:
     return str(value)
 
 
-def read_pope_questions(path: str | Path) -> list[dict[str, str]]:
-    """Validated questions of a POPE question file: dicts with id, image, text and label ("yes"/"no")."""
-    questions: list[dict[str, str]] = []
+def read_pope_questions(path: str | Path) -> list[dict[str, Any]]:
+    """Validated questions of a POPE question file: dicts with id, image, text, label ("yes"/"no") and the line."""
+    questions: list[dict[str, Any]] = []
     first_line: dict[str, int] = {}
     for lineno, obj in read_jsonl(path, "POPE question file"):
         where = f"{path}:{lineno}"
@@ -209,8 +209,8 @@ class PopeSuite(Suite):
 
     def items(self) -> list[Item]:
         items = []
+        root = self.image_root if self.image_root is not None else self.questions_path.parent
         for q in self._questions:
-            root = self.image_root if self.image_root is not None else self.questions_path.parent
             image = path_inside(root, q["image"], f"{self.questions_path}:{q['line']}")
             items.append(
                 Item(

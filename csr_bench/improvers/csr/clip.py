@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from csr_bench.errors import UserError
+from csr_bench.models.base import require_safetensors_weights
 
 TINY_CLIP_NAME = "tiny"
 
@@ -20,13 +21,6 @@ TINY_CLIP_NAME = "tiny"
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
-
-
-def _require_safetensors(folder: Path) -> None:
-    """Weights are loaded from safetensors only: a pickle (*.bin, *.pt, *.pth) is never unpickled."""
-    if not any(folder.glob("*.safetensors")):
-        raise UserError(f"{folder}: no *.safetensors weights (pickled *.bin/*.pt/*.pth weights are not loaded); "
-                        "convert them to safetensors")
 
 
 class ClipScorer:
@@ -60,7 +54,7 @@ class ClipScorer:
     # ------------------------------------------------------------------------------------------ loading
 
     def _load_open_clip(self, path: Path) -> None:
-        _require_safetensors(path)
+        require_safetensors_weights(path)
         if (path / "tokenizer.json").is_file():
             from csr_bench.world.tiny_clip import load_tiny_clip
 
@@ -80,7 +74,7 @@ class ClipScorer:
         from transformers import CLIPModel, CLIPProcessor
 
         if Path(source).is_dir():
-            _require_safetensors(Path(source))
+            require_safetensors_weights(Path(source))
         try:
             model = CLIPModel.from_pretrained(source, local_files_only=True, use_safetensors=True)
             processor = CLIPProcessor.from_pretrained(source, local_files_only=True)
@@ -108,25 +102,18 @@ class ClipScorer:
         reproducible scores across restarts (the CSR search, resumed after a kill) encodes its whole image list
         up front, so an image's embedding never depends on which batch first asked for it.
         """
-        self._embed_images([str(p) for p in paths])
-
-    def _embed_images(self, paths: Sequence[str]) -> None:
         import torch
-        from PIL import Image
+
+        from csr_bench.models.hf import _load_image
 
         # Chunks are cut from the distinct paths asked for, cached or not, so a chunk's content (and so its
         # embeddings' bits) does not depend on what an earlier call cached; only chunks with a new image run.
-        distinct = list(dict.fromkeys(paths))
+        distinct = list(dict.fromkeys(str(p) for p in paths))
         for start in range(0, len(distinct), 64):
             chunk = distinct[start : start + 64]
             if all(p in self._image_cache for p in chunk):
                 continue
-            images = []
-            for p in chunk:
-                if not Path(p).is_file():
-                    raise UserError(f"{p}: image not found")
-                with Image.open(p) as im:
-                    images.append(im.convert("RGB"))
+            images = [_load_image(p) for p in chunk]
             with torch.inference_mode():
                 if self._kind == "open_clip":
                     pixels = torch.stack([self._preprocess(im) for im in images]).to(self.device)
@@ -162,7 +149,7 @@ class ClipScorer:
         if len(images) != len(texts):
             raise ValueError(f"{len(images)} images but {len(texts)} texts")
         paths = [str(p) for p in images]
-        self._embed_images(paths)
+        self.embed_images(paths)
         unique = list(dict.fromkeys(texts))
         text_feats = {}
         for start in range(0, len(unique), batch_size):

@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from csr_bench.core.files import atomic_write_json, is_atomic_write_temporary
 from csr_bench.errors import UserError
 from csr_bench.improvers.base import NullProgress, Progress
 from csr_bench.improvers.csr.config import CSRConfig, LoraConfig, TrainConfig
@@ -284,7 +285,7 @@ def remove_stale_temporaries(work_dir: str | os.PathLike) -> list[Path]:
         name = p.name
         if name.startswith(TEMPORARY_PREFIXES) and p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
-        elif name.startswith(".") and name.endswith(".tmp") and p.is_file():
+        elif is_atomic_write_temporary(p):
             p.unlink(missing_ok=True)
         else:
             continue
@@ -304,6 +305,4 @@ def _finite(value: Any) -> Any:
 
 
 def write_training_log(path: str | os.PathLike, log: dict[str, Any]) -> None:
-    from csr_bench.core.files import atomic_write_json
-
     atomic_write_json(path, _finite(log))

@@ -289,22 +289,16 @@ class SentenceSearch:
 
     # --------------------------------------------------------------------------------------- encoding
 
-    def _prompt_text(self, prompt: str) -> str:
-        conv = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        return self.processor.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
-
     def _encode_prompts(self, prompts: Sequence[PromptRecord]):
-        """Token ids (image tokens expanded) and pixel values of each prompt."""
-        from PIL import Image
+        """Token ids (image tokens expanded) and pixel values of each prompt, rendered as the hf adapter does."""
+        from csr_bench.core.types import ImagePart, Message
+        from csr_bench.models.hf import _load_image, adds_special_tokens, render_prompt
 
         ids, pixels = [], []
         for p in prompts:
-            text = self._prompt_text(p.prompt)
-            bos = self.tokenizer.bos_token
-            with Image.open(p.image) as im:
-                image = im.convert("RGB")
-            enc = self.processor(text=[text], images=[image], return_tensors="pt",
-                                 add_special_tokens=not (bos is not None and text.startswith(bos)))
+            text, _ = render_prompt(self.processor, [Message.user(ImagePart(p.image), p.prompt)])
+            enc = self.processor(text=[text], images=[_load_image(p.image)], return_tensors="pt",
+                                 add_special_tokens=adds_special_tokens(self.tokenizer, text))
             ids.append(enc["input_ids"][0].tolist())
             pixels.append(enc["pixel_values"])
         return ids, pixels
