@@ -41,10 +41,6 @@ class DemoPlan:
         return DemoPlan(quick=quick, iterations=3, training_seeds=(0,) if quick else (0, 1))
 
 
-def improved_label(iteration: int) -> str:
-    return f"{CHAIN_LABEL}-it{iteration}"
-
-
 def demo_sweep(out: str | os.PathLike, *, quick: bool = False) -> Sweep:
     """The demo as a sweep: the tiny model and its CSR checkpoints on every world task, decoding seed 0."""
     plan = DemoPlan.make(quick)
@@ -81,7 +77,8 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, publish: str | os.P
     if result.forest:
         written["forest"] = result.forest
     runs = sweep.runs_dir
-    final = improved_label(DemoPlan.make(quick).iterations)
+    chain = sweep.improvers[0]
+    final = chain.checkpoint_label(chain.iterations)
     rows = compare_runs(find_runs([runs / BASE_LABEL]), find_runs([runs / final]))
     atomic_write_json(sweep.out / "comparison.json", rows)
     written["comparison"] = sweep.out / "comparison.json"
@@ -89,7 +86,9 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, publish: str | os.P
         from csr_bench.report.leaderboard import build_leaderboard, write_leaderboard
 
         publish = Path(publish)
-        board = build_leaderboard(find_runs(result.run_dirs), baseline=BASE_LABEL, title=TITLE)
+        board = result.board  # built by the sweep, unless it was up to date
+        if board is None:
+            board = build_leaderboard(find_runs(result.run_dirs), baseline=BASE_LABEL, title=TITLE)
         write_leaderboard(board, publish, publish.with_name(publish.stem + "-forest.png"))
         written["published"] = publish
     say(f"demo done in {time.perf_counter() - started:.0f} s: " + ", ".join(str(p) for p in written.values()))

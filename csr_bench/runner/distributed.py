@@ -104,22 +104,17 @@ def cut_batches(items: Sequence[T], batch_size: int) -> list[list[T]]:
     return [list(items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
 
 
-def rank_batch_indices(n_batches: int, rank: int, world_size: int) -> range:
-    """The global batch indices a rank generates: round-robin over the global batch index (b % world_size == rank)."""
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} outside world of size {world_size}")
-    return range(rank, n_batches, world_size)
-
-
-def shard_batches(items: Sequence[T], batch_size: int, rank: int, world_size: int) -> list[list[T]]:
-    """This rank's generation batches: the batches one process would form over `items`, dealt round-robin.
+def shard_batches(batches: Sequence[T], rank: int, world_size: int) -> list[T]:
+    """This rank's generation batches: the run's batches (see `cut_batches`), dealt round-robin by global batch
+    index (batch b goes to rank b % world_size).
 
     Whole batches (not single items) keep every batch's composition, hence its padding and, when sampling,
-    its seeded random draws, exactly as in a single-process run. Give it the run's full item list (see
-    `cut_batches`); the runner skips the batches a resumed run has already done.
+    its seeded random draws, exactly as in a single-process run. Give it the batches of the run's full item
+    list; the runner skips the batches a resumed run has already done.
     """
-    batches = cut_batches(items, batch_size)
-    return [batches[b] for b in rank_batch_indices(len(batches), rank, world_size)]
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside world of size {world_size}")
+    return list(batches[rank::world_size])
 
 
 class ProcessGroup:

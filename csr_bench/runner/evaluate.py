@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from csr_bench.core.types import Item, RunManifest, Sample
-from csr_bench.runner.distributed import cut_batches, rank_batch_indices
+from csr_bench.runner.distributed import cut_batches, shard_batches
 from csr_bench.runner.scoring import make_sample, summarize
 from csr_bench.runner.store import SHARD_GLOB, SampleLog, RunWriter, consolidate_samples, finalize_run, prepare_run, shard_file_name
 from csr_bench.suites.base import Suite
@@ -181,8 +181,7 @@ def run_items_sharded(
     log = SampleLog(Path(run_dir) / shard_file_name(rank, world))
     mismatched: list[str] = []
     try:
-        for b in rank_batch_indices(len(batches), rank, world):
-            batch = batches[b]
+        for batch in shard_batches(batches, rank, world):
             logged = {it.id: partial_outputs.get(it.id) for it in batch if it.id in done}
             if len(logged) == len(batch):
                 continue
@@ -257,10 +256,13 @@ def check_images(items: Sequence[Item]) -> None:
 
 
 def model_label(spec: str) -> str:
-    from pathlib import Path
-
     p = Path(spec)
     return p.name if p.exists() else spec.replace("/", "_").replace(":", "_")
+
+
+def run_folder(out: str | os.PathLike, label: str, task: str, seed: int) -> Path:
+    """Where `evaluate` writes the run of model `label` on `task` with decoding seed `seed`: OUT/<label>/<task>/seed<k>."""
+    return Path(out) / label / task / f"seed{seed}"
 
 
 def run_config(suite: Suite, *, limit: int | None = None, max_new_tokens: int | None = None, do_sample: bool = False,
@@ -310,50 +312,53 @@ def evaluate(
     # Bad input fails here on every rank alike (one line, exit 2), before a model is loaded, a folder written
     # or the ranks joined, so no rank is left waiting for another.
     built = [(t, t.build()) for t in tasks]
-    for _, suite in built:
-        check_images(suite.items())
+    runs = []  # (task, suite, its items): items are read once
+    for task, suite in built:
+        items = list(suite.items())
+        check_images(items)
+        runs.append((task, suite, items))
     from csr_bench.runner.store import check_run_folder
 
+    label = name or model_label(model)
     for task, _ in built:  # a folder that is not a run, or from a newer csr-bench, fails before the model loads
         for seed in seeds:
-            check_run_folder(Path(out) / (name or model_label(model)) / task.name / f"seed{seed}")
+            check_run_folder(run_folder(out, label, task.name, seed))
     if adapter is None:
         options = {"trust_remote_code": True} if trust_remote_code else {}  # adapters without the option are unaffected
         adapter = load_adapter(model, device=rank_device(env), **options) if env.sharded else load_adapter(model, **options)
     group = ProcessGroup(env) if env.sharded else contextlib.nullcontext()
     with group:
         return _evaluate_runs(
-            model, built, adapter, out=out, seeds=seeds, name=name, batch_size=batch_size, limit=limit,
+            model, label, runs, adapter, out=out, seeds=seeds, batch_size=batch_size, limit=limit,
             max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, num_beams=num_beams,
             progress=progress and env.is_main, group=group if env.sharded else None,
         )
 
 
 def _evaluate_runs(
-    model: str, built: list, adapter, *, out, seeds, name, batch_size, limit, max_new_tokens, do_sample, temperature,
+    model: str, label: str, runs: list, adapter, *, out, seeds, batch_size, limit, max_new_tokens, do_sample, temperature,
     num_beams, progress: bool, group: "ProcessGroup | None",
 ) -> list[os.PathLike]:
     from csr_bench.models import GenRequest
     from csr_bench.runner.store import package_versions
 
-    label = name or model_label(model)
     fingerprint = adapter.fingerprint()
     run_dirs = []
-    for task, suite in built:
-        items = list(suite.items())
+    for task, suite, items in runs:
         if limit is not None:
             items = items[:limit]
         config = run_config(suite, limit=limit, max_new_tokens=max_new_tokens, do_sample=do_sample,
                             temperature=temperature, num_beams=num_beams)
+        gen = config["generation"]
+        data_fingerprint = suite.data_fingerprint()  # hashes the data files: once per task, not per seed
         for seed in seeds:
-            gen = config["generation"]
             manifest = RunManifest(
                 suite=suite.name,
                 suite_config=suite.config_dict(),
                 model={"name": label, "spec": model, "fingerprint": fingerprint},
                 seed=seed,
                 stat_names=list(suite.stat_names),
-                data_fingerprint=suite.data_fingerprint(),
+                data_fingerprint=data_fingerprint,
                 n_items=len(items),
                 config=config,
                 task=task.name,
@@ -365,7 +370,7 @@ def _evaluate_runs(
                 reqs = [GenRequest(messages=it.messages, id=it.id) for it in batch]
                 return adapter.generate(reqs, seed=batch.seed, batch_size=len(reqs), **_gen)
 
-            run_dir = Path(out) / label / task.name / f"seed{seed}"
+            run_dir = run_folder(out, label, task.name, seed)
             with _progress_bar(f"{label} · {task.name} · seed {seed}", enabled=progress) as update:
                 if group is None:
                     run_items(suite, items, produce, run_dir, manifest, batch_size=batch_size, progress=update)
@@ -383,7 +388,7 @@ class _progress_bar:
 
     def __enter__(self):
         if not self.enabled:
-            return lambda done, total: None
+            return None  # no callback: the runner skips progress work (a sharded run's count of shard lines)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         class Rate(TextColumn):

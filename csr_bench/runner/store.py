@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -85,6 +85,11 @@ def _read_samples_file(path: Path, *, repair: bool) -> list[Sample]:
     return [s for s, _ in _read_sample_lines(path, repair=repair)]
 
 
+def _item_order_key(order: dict[str, int]) -> Callable[[str], tuple[int, int]]:
+    """Sort key of item ids: the run's items in item order, any others after them (a stable sort keeps their order)."""
+    return lambda item_id: (0, order[item_id]) if item_id in order else (1, 0)
+
+
 def _canonical(lines: list[tuple[Sample, str]], order: dict[str, int] | None) -> list[tuple[Sample, str]]:
     """First line per item id; items of the run in item order, any others after them in file order."""
     seen: dict[str, tuple[Sample, str]] = {}
@@ -93,8 +98,8 @@ def _canonical(lines: list[tuple[Sample, str]], order: dict[str, int] | None) ->
     kept = list(seen.values())
     if order is None:
         return kept
-    rank = {s.item_id: (0, order[s.item_id]) if s.item_id in order else (1, n) for n, (s, _) in enumerate(kept)}
-    return sorted(kept, key=lambda pair: rank[pair[0].item_id])
+    key = _item_order_key(order)
+    return sorted(kept, key=lambda pair: key(pair[0].item_id))
 
 
 def consolidate_samples(run_dir: str | os.PathLike, order: dict[str, int] | None = None) -> dict[str, Sample]:
@@ -147,9 +152,10 @@ def remove_atomic_write_leftovers(run_dir: str | os.PathLike) -> None:
             p.unlink(missing_ok=True)
 
 
-def check_run_folder(run_dir: str | os.PathLike) -> None:
+def check_run_folder(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """Refuse early (before a model is loaded) a run folder no run may be written into: one that is not a run,
     or whose manifest is malformed or from a newer csr-bench. A matching or different run is decided later.
+    Returns the folder's manifest as read (None when it has none yet).
     Reads only: every rank of a sharded run calls it (atomic-write leftovers are ignored here, removed later)."""
     d = Path(run_dir)
     manifest_path = d / MANIFEST
@@ -161,8 +167,10 @@ def check_run_folder(run_dir: str | os.PathLike) -> None:
         if not isinstance(raw, dict):
             raise UserError(f"{manifest_path}: not a valid manifest (expected a JSON object)")
         _check_schema(raw, manifest_path)
-    elif d.exists() and (not d.is_dir() or _foreign_entries(d)):
+        return raw
+    if d.exists() and (not d.is_dir() or _foreign_entries(d)):
         raise UserError(f"{d}: folder exists and is not a csr-bench run (no {MANIFEST})")
+    return None
 
 
 def prepare_run(run_dir: str | os.PathLike, manifest: RunManifest, order: dict[str, int] | None = None) -> dict[str, Sample]:
@@ -173,9 +181,8 @@ def prepare_run(run_dir: str | os.PathLike, manifest: RunManifest, order: dict[s
     d = Path(run_dir)
     manifest_path = d / MANIFEST
     done: dict[str, Sample] = {}
-    if manifest_path.exists():
-        existing_raw = json.loads(manifest_path.read_text(encoding="utf-8"))
-        _check_schema(existing_raw, manifest_path)
+    existing_raw = check_run_folder(d)
+    if existing_raw is not None:
         existing = RunManifest.from_dict(existing_raw)
         if existing.identity() != manifest.identity():
             diff = [k for k, v in manifest.identity().items() if existing.identity().get(k) != v]
@@ -185,8 +192,6 @@ def prepare_run(run_dir: str | os.PathLike, manifest: RunManifest, order: dict[s
             )
         manifest.created = existing.created
         done = consolidate_samples(d, order)
-    elif d.exists() and _foreign_entries(d):
-        raise UserError(f"{d}: folder exists and is not a csr-bench run (no {MANIFEST})")
     remove_atomic_write_leftovers(d)
     d.mkdir(parents=True, exist_ok=True)
     if not manifest.created:
@@ -234,8 +239,8 @@ class RunWriter:
         self.dir = Path(run_dir)
         self.manifest = manifest
         self.order = order
+        # In samples.jsonl's line order: prepare_run returns them as the file holds them, append adds at the end.
         self.done: dict[str, Sample] = prepare_run(self.dir, manifest, order)
-        self._file_ids = list(self.done)  # ids in samples.jsonl, in file order
         self._log = SampleLog(self.dir / SAMPLES)
 
     def append(self, sample: Sample) -> None:
@@ -243,13 +248,12 @@ class RunWriter:
             return
         self._log.append(sample)
         self.done[sample.item_id] = sample
-        self._file_ids.append(sample.item_id)
 
     def finish(self, metrics: dict[str, Any]) -> None:
         self._log.close()
         if self.order is not None:
-            in_order = sorted(self._file_ids, key=lambda i: (0, self.order[i]) if i in self.order else (1, 0))
-            if in_order != self._file_ids:
+            file_ids = list(self.done)
+            if sorted(file_ids, key=_item_order_key(self.order)) != file_ids:
                 consolidate_samples(self.dir, self.order)
         finalize_run(self.dir, self.manifest, metrics)
 

@@ -126,6 +126,10 @@ class ImproverEntry:
     def checkpoint_label(self, iteration: int) -> str:
         return f"{self.label}-it{iteration}"
 
+    def checkpoint_spec(self, path: str | os.PathLike) -> str:
+        """The model spec that evaluates the checkpoint in `path` with this chain's adapter."""
+        return str(path) if self.adapter == "hf" else f"{self.adapter}:{path}"
+
 
 @dataclass(frozen=True)
 class TaskEntry:
@@ -453,15 +457,11 @@ def expected_identity(task, suite, seed: int, gen: GenerationEntry, max_new_toke
 def run_status(run_dir: Path, expected: dict[str, Any], spec: str, source: str) -> str:
     """done, resume (a partial run, or one made under another spec) or to do; a different run is refused."""
     from csr_bench.core.types import RunManifest
-    from csr_bench.runner.store import MANIFEST, METRICS
+    from csr_bench.runner.store import METRICS, check_run_folder
 
-    manifest_path = run_dir / MANIFEST
-    if not manifest_path.is_file():
+    raw = check_run_folder(run_dir)  # the checks `evaluate` makes of the folder before it loads a model
+    if raw is None:
         return TODO
-    try:
-        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"{manifest_path}: unreadable run manifest ({e})") from None
     have = _plain({k: v for k, v in RunManifest.from_dict(raw).identity().items() if k != "model"})
     if have != expected:
         diff = [k for k in expected if have.get(k) != expected[k]]
@@ -487,6 +487,7 @@ def plan_sweep(sweep: Sweep, *, dry_run: bool = False) -> SweepPlan:
 
     A dry run records unreadable data or prompts in the units' notes instead of stopping.
     """
+    from csr_bench.runner.evaluate import run_folder
     from csr_bench.runner.tasks import Task, world_tasks
 
     world_todo = False
@@ -530,7 +531,7 @@ def plan_sweep(sweep: Sweep, *, dry_run: bool = False) -> SweepPlan:
     identities: dict[tuple[str, int], dict[str, Any]] = {}
 
     def unit(label: str, task_name: str, seed: int, spec: str | None) -> RunUnit:
-        run_dir = sweep.runs_dir / label / task_name / f"seed{seed}"
+        run_dir = run_folder(sweep.runs_dir, label, task_name, seed)
         if spec is None:
             return RunUnit(label, task_name, seed, run_dir, WAITS, None, "after its checkpoint")
         if task_name not in suites:
@@ -555,8 +556,7 @@ def plan_sweep(sweep: Sweep, *, dry_run: bool = False) -> SweepPlan:
             for k in range(1, u.iterations + 1):
                 spec = None
                 if k <= u.done:
-                    path = u.records[k - 1].path
-                    spec = path if chain.adapter == "hf" else f"{chain.adapter}:{path}"
+                    spec = chain.checkpoint_spec(u.records[k - 1].path)
                 runs += [unit(chain.checkpoint_label(k), t.name, seed, spec) for t in sweep.tasks]
 
     return SweepPlan(sweep, world_todo, tasks, suites, runs, improves, _leaderboard_stale(sweep, runs))
@@ -571,13 +571,11 @@ def _training_spec(spec: str) -> str:
 def _plan_improve(sweep: Sweep, index: int, chain: ImproverEntry, seed: int, base_spec: str, world_todo: bool,
                   dry_run: bool) -> ImproveUnit:
     from csr_bench.improvers.base import (
-        CheckpointRecord,
+        check_lineage_folder,
         config_to_dict,
         get_improver,
-        lineage_identity,
         load_prompts,
         prompts_fingerprint,
-        read_lineage,
     )
 
     where = f"{sweep.source}: improvers[{index}]"
@@ -605,22 +603,10 @@ def _plan_improve(sweep: Sweep, index: int, chain: ImproverEntry, seed: int, bas
             raise UserError(f"{where}: {e}") from None
         u.note = f"prompts: {e}"
         return u
-    lineage = read_lineage(out_dir)
-    if lineage is None:
-        return u
     fresh = {"improver": imp.name, "base_model": base_spec, "config": config_to_dict(config), "seed": seed,
              "prompts": {"fingerprint": prompts_fingerprint(u.prompts)}}
-    old, new = lineage_identity(lineage), lineage_identity(fresh)
-    if _plain(old) != _plain(new):
-        diff = [k for k in new if _plain(old.get(k)) != _plain(new[k])]
-        raise UserError(f"{out_dir}: holds an improver run with another {', '.join(diff)} than {where} asks for; "
-                        "move it away or set another 'out'")
-    records = sorted((CheckpointRecord(**r, reused=True) for r in lineage["iterations"]), key=lambda r: r.iteration)
-    for expected, r in enumerate(records, start=1):  # as `improve`: finished = 1..n with checkpoints on disk
-        if r.iteration != expected or not Path(r.path, "config.json").is_file():
-            break
-        u.records.append(r)
-    u.records = u.records[: u.iterations]
+    _, records = check_lineage_folder(out_dir, fresh)  # the same checks and "finished" rule as `improve`
+    u.records = records[: u.iterations]
     return u
 
 
@@ -650,6 +636,7 @@ class SweepResult:
     run_dirs: list[Path]
     labels: list[str]  # models then checkpoints, in leaderboard order
     worked: bool  # False when everything was up to date
+    board: dict[str, Any] | None = None  # the leaderboard as built by this call (None: up to date, not rebuilt)
 
 
 def _plural(n: int, word: str) -> str:
@@ -735,11 +722,11 @@ def run_sweep(
         generate_world(sweep.world_dir, config=_world_config(sweep.world))
         plan = plan_sweep(sweep)  # the world tasks and prompts can be read now
     made = _execute(plan, say=say, progress=progress)
-    board_path, plot_path = _write_leaderboard(plan, board, plot)
+    built, board_path, plot_path = _write_leaderboard(plan, board, plot)
     n_runs = len(plan.runs_todo)
     say(f"done in {time.perf_counter() - started:.0f} s: {_plural(n_runs, 'run')} evaluated, "
         f"{_plural(made, 'checkpoint')} made; leaderboard {board_path}")
-    return SweepResult(board_path, plot_path, [r.run_dir for r in plan.runs], _labels(plan), True)
+    return SweepResult(board_path, plot_path, [r.run_dir for r in plan.runs], _labels(plan), True, built)
 
 
 def _labels(plan: SweepPlan) -> list[str]:
@@ -796,7 +783,7 @@ def _execute(plan: SweepPlan, *, say: Callable[[str], None], progress: bool) -> 
             units = [x for x in pending.get(label, []) if x.seed == u.seed]
             if not units:
                 continue
-            spec = r.path if u.chain.adapter == "hf" else f"{u.chain.adapter}:{r.path}"
+            spec = u.chain.checkpoint_spec(r.path)
             say(f"evaluating {label} (training seed {u.seed}): {_plural(len(units), 'run')}")
             _evaluate(plan, units, spec, progress=progress)
             gc.collect()
@@ -814,7 +801,7 @@ def _improve(u: ImproveUnit, *, say: Callable[[str], None], progress: bool) -> l
                             iterations=u.iterations, seed=u.seed, progress=shown))
 
 
-def _write_leaderboard(plan: SweepPlan, board: Path, plot: Path) -> tuple[Path, Path | None]:
+def _write_leaderboard(plan: SweepPlan, board: Path, plot: Path) -> tuple[dict[str, Any], Path, Path | None]:
     from csr_bench.report.leaderboard import build_leaderboard, write_leaderboard
     from csr_bench.runner.store import find_runs
 
@@ -822,7 +809,7 @@ def _write_leaderboard(plan: SweepPlan, board: Path, plot: Path) -> tuple[Path, 
     runs = find_runs([r.run_dir for r in plan.runs])
     labels = _labels(plan)
     result = build_leaderboard(runs, baseline=sweep.baseline or labels[0], title=sweep.title)
-    return write_leaderboard(result, board, plot)
+    return (result, *write_leaderboard(result, board, plot))
 
 
 __all__ = [

@@ -13,7 +13,7 @@ import pytest
 
 from csr_bench.core.types import Sample
 from csr_bench.errors import UserError
-from csr_bench.runner.distributed import LaunchEnv, launch_env, shard_batches
+from csr_bench.runner.distributed import LaunchEnv, cut_batches, launch_env, shard_batches
 from csr_bench.runner.evaluate import batch_seed, run_items
 from csr_bench.runner.store import consolidate_samples, shard_file_name
 from tests.toy_suite import ToySuite, toy_manifest
@@ -48,13 +48,13 @@ def free_port() -> int:
 def test_shards_are_the_single_process_batches_dealt_round_robin(n, batch, world):
     items = list(range(n))
     single = [items[i : i + batch] for i in range(0, n, batch)]
-    shards = [shard_batches(items, batch, rank, world) for rank in range(world)]
+    shards = [shard_batches(cut_batches(items, batch), rank, world) for rank in range(world)]
     for rank, mine in enumerate(shards):
         assert mine == single[rank::world]
     dealt = sorted((b for mine in shards for b in mine), key=lambda b: b[0])
     assert dealt == single  # every batch exactly once, none split or merged
     with pytest.raises(ValueError):
-        shard_batches(items, batch, world, world)
+        shard_batches(cut_batches(items, batch), world, world)
 
 
 def test_launch_env_reads_what_the_launchers_set():
