@@ -69,10 +69,17 @@ def _finish_scoring(suite, pairs, *, predictions: Path, out: Optional[Path], mod
             suite, model_name=model_name or predictions.stem, n_items=len(samples), predictions_file=str(predictions)
         )
         write_run_atomically(out, manifest, samples, summary)
+    _print_summary(summary, out=out, as_json=as_json)
+
+
+def _print_summary(summary: dict, *, out: Optional[Path], as_json: bool, task: Optional[str] = None) -> None:
+    """A metrics.json summary: {"suite"[, "task"], "n", "metrics"} as JSON, else a table with the intervals."""
+    suite, n = summary["suite"], summary["n_items"]
     if as_json:
-        _print_json({"suite": suite.name, "n": len(samples), "metrics": summary["metrics"]})
+        _print_json({"suite": suite, **({"task": task} if task is not None else {}), "n": n, "metrics": summary["metrics"]})
         return
-    table = Table("metric", "value", "95% interval", title=f"{suite.name}: {len(samples)} items, {summary['n_units']} units")
+    title = f"{suite}: {n} items" if task is None else f"{task} ({suite}): {n} items"
+    table = Table("metric", "value", "95% interval", title=f"{title}, {summary['n_units']} units")
     ivals = summary["intervals"]["values"]
     for name, value in summary["metrics"].items():
         lo, hi = ivals[name]["low"], ivals[name]["high"]
@@ -230,16 +237,7 @@ def import_lmms(
     summary = import_lmms_samples(samples, task, out, model_name=model_name, lmms_format=lmms_format)
     for note in summary["notes"]:
         _warn(note)
-    if as_json:
-        _print_json({"suite": summary["suite"], "task": task, "n": summary["n_items"], "metrics": summary["metrics"]})
-        return
-    ivals = summary["intervals"]["values"]
-    table = Table("metric", "value", "95% interval", title=f"{task} ({summary['suite']}): {summary['n_items']} items, {summary['n_units']} units")
-    for metric, value in summary["metrics"].items():
-        lo, hi = ivals[metric]["low"], ivals[metric]["high"]
-        table.add_row(metric, "null" if value is None else f"{value:.4f}", "" if lo is None else f"[{lo:.4f}, {hi:.4f}]")
-    out_console.print(table)
-    out_console.print(f"run written to {out}")
+    _print_summary(summary, out=out, as_json=as_json, task=task)
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -284,6 +282,15 @@ def eval_cmd(
 
         torch.set_num_threads(threads)
     if backend == "lmms-eval":
+        # lmms-eval's task defines its data and decoding: our options for them would be silently ignored.
+        ignored = [flag for flag, given in (("--world", world is not None), ("--data", data is not None),
+                                            ("--image-root", image_root is not None),
+                                            ("--max-new-tokens", max_new_tokens is not None), ("--sample", do_sample),
+                                            ("--temperature", temperature != 1.0), ("--num-beams", num_beams != 1))
+                   if given]
+        if ignored:
+            raise UserError(f"{', '.join(ignored)}: not used with --backend lmms-eval (the lmms-eval task sets its "
+                            "data and generation); drop them")
         _eval_lmms(model, suite, out=out, seeds=_int_list(seeds, "--seeds"), name=name, batch_size=batch_size,
                    limit=limit, include_path=include_path, trust_remote_code=trust_remote_code)
         return
@@ -301,9 +308,14 @@ def eval_cmd(
     if not is_main_process():  # under accelerate/torchrun only rank 0 reports the merged runs
         return
     for d in run_dirs:
-        metrics = json.loads((d / "metrics.json").read_text())["metrics"]
-        shown = ", ".join(f"{k}={'null' if v is None else f'{v:.4f}'}" for k, v in list(metrics.items())[:6])
-        out_console.print(f"{d}: {shown}")
+        _print_run_line(d)
+
+
+def _print_run_line(run_dir: Path) -> None:
+    """One line per finished run: its folder and its first six metrics."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+    shown = ", ".join(f"{k}={'null' if v is None else f'{v:.4f}'}" for k, v in list(metrics.items())[:6])
+    out_console.print(f"{run_dir}: {shown}")
 
 
 def _eval_lmms(model: str, tasks: str, *, out: Path, seeds: list[int], name: Optional[str], batch_size: int,
@@ -321,11 +333,8 @@ def _eval_lmms(model: str, tasks: str, *, out: Path, seeds: list[int], name: Opt
     adapter = load_adapter(model, **({"trust_remote_code": True} if trust_remote_code else {}))
     for task in names:
         for seed in seeds:
-            run = run_lmms_task(model, task, out / label / task / f"seed{seed}", include_path=include_path, limit=limit,
-                                seed=seed, batch_size=batch_size, name=label, adapter=adapter)
-            metrics = json.loads((run / "metrics.json").read_text())["metrics"]
-            shown = ", ".join(f"{k}={'null' if v is None else f'{v:.4f}'}" for k, v in list(metrics.items())[:6])
-            out_console.print(f"{run}: {shown}")
+            _print_run_line(run_lmms_task(model, task, out / label / task / f"seed{seed}", include_path=include_path,
+                                          limit=limit, seed=seed, batch_size=batch_size, name=label, adapter=adapter))
 
 
 @app.command("improve")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -137,8 +138,9 @@ def is_atomic_write_temporary(path: str | os.PathLike, of: str | None = None) ->
     """Whether `path` is the temporary file that a kill during `atomic_write_text` left behind (".NAME.XXXX.tmp"),
     of the file named `of` when given, else of any file."""
     p = Path(path)
-    prefix = f".{of}." if of is not None else "."
-    return p.name.startswith(prefix) and p.name.endswith(".tmp") and p.is_file()
+    name = re.escape(of) if of is not None else ".+"
+    # tempfile's random part is letters, digits and "_".
+    return re.fullmatch(rf"\.{name}\.[A-Za-z0-9_]+\.tmp", p.name) is not None and p.is_file()
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -184,6 +184,15 @@ def _stats(names: Sequence[str], values: dict[str, float]) -> list[float]:
     return row
 
 
+def _tallies(value_key: str, count_key: str, value: float, groups: Sequence[str] = ()) -> dict[str, float]:
+    """The overall (value, count) columns and those of each group, as our suites lay them out
+    (e.g. correct, count, correct_<dimension>, count_<dimension>)."""
+    values = {value_key: value, count_key: 1.0}
+    for group in groups:
+        values.update({f"{value_key}_{group}": value, f"{count_key}_{group}": 1.0})
+    return values
+
+
 # -- POPE
 
 
@@ -251,10 +260,8 @@ def _mme_config(items: list[ConvertedItem]) -> dict[str, Any]:
     return {"tasks": [t for t in TASKS if t in present], "prompt": "lmms-eval"}
 
 
-def _check_mme_pairs(items: list[ConvertedItem], source: str) -> None:
-    counts: dict[str, int] = {}
-    for it in items:
-        counts[it.unit] = counts.get(it.unit, 0) + 1
+def _check_mme_pairs(counts: dict[str, int], source: str) -> None:
+    """`counts`: questions per image, as `_convert_mme` counted them."""
     single = [u for u, n in counts.items() if n != 2]
     if single:
         # lmms-eval's own aggregate asserts two questions per image; a --limit that splits a pair breaks it.
@@ -269,16 +276,13 @@ def _convert_seed(s: LoggedSample, state: dict[str, Any]) -> ConvertedItem | Non
 
     if "seed_image" not in s.fields:
         s.metric("seed_all", "pred", "answer")  # a video question: not an item of our (image) suite
-        state["skipped"] = state.get("skipped", 0) + 1
         return None
     logged = s.metric("seed_image", "pred", "answer", "question_id")
     pred, answer = str(logged["pred"]), str(logged["answer"])
     ok = float(pred.lower().strip() == answer.lower().strip())
-    values = {"correct": ok, "count": 1.0}
     type_id = s.doc_value("question_type_id")
-    if type_id is not None and int(type_id) in DIMENSIONS:
-        dim = DIMENSIONS[int(type_id)]
-        values.update({f"correct_{dim}": ok, f"count_{dim}": 1.0})
+    dimensions = [DIMENSIONS[int(type_id)]] if type_id is not None and int(type_id) in DIMENSIONS else []
+    values = _tallies("correct", "count", ok, dimensions)
     qid = str(logged["question_id"])
     data_id = s.doc_value("data_id")
     return ConvertedItem(qid, str(data_id) if data_id is not None else qid, _stats(STAT_NAMES, values),
@@ -299,10 +303,8 @@ def _convert_scienceqa(s: LoggedSample, state: dict[str, Any]) -> ConvertedItem:
     from csr_bench.suites.scienceqa import STAT_NAMES, SUBJECTS
 
     ok = _exact_match(s)
-    values = {"correct": ok, "count": 1.0}
     subject = SUBJECTS.get(str(s.doc_value("subject")))
-    if subject is not None:
-        values.update({f"correct_{subject}": ok, f"count_{subject}": 1.0})
+    values = _tallies("correct", "count", ok, [subject] if subject is not None else [])
     item_id = str(s.doc_id)
     return ConvertedItem(item_id, item_id, _stats(STAT_NAMES, values), {"correct": int(ok)})
 
@@ -311,12 +313,9 @@ def _convert_gqa(s: LoggedSample, state: dict[str, Any]) -> ConvertedItem:
     from csr_bench.suites.gqa import SEMANTIC, STAT_NAMES, STRUCTURAL
 
     ok = _exact_match(s)
-    values = {"correct": ok, "count": 1.0}
     types = s.doc_value("types")
-    if isinstance(types, dict):
-        for kind in (types.get("structural"), types.get("semantic")):
-            if kind in STRUCTURAL + SEMANTIC:
-                values.update({f"correct_{kind}": ok, f"count_{kind}": 1.0})
+    kinds = (types.get("structural"), types.get("semantic")) if isinstance(types, dict) else ()
+    values = _tallies("correct", "count", ok, [k for k in kinds if k in STRUCTURAL + SEMANTIC])
     qid = s.doc_value("id")
     item_id = str(qid) if qid is not None else str(s.doc_id)
     image = s.doc_value("imageId")
@@ -328,10 +327,8 @@ def _convert_vizwiz(s: LoggedSample, state: dict[str, Any]) -> ConvertedItem:
     from csr_bench.suites.vizwiz import ANSWER_TYPES, STAT_NAMES
 
     accuracy = _exact_match(s)
-    values = {"score": accuracy, "count": 1.0}
     answer_type = ANSWER_TYPES.get(str(s.doc_value("answer_type") or s.doc_value("category")))
-    if answer_type is not None:
-        values.update({f"score_{answer_type}": accuracy, f"count_{answer_type}": 1.0})
+    values = _tallies("score", "count", accuracy, [answer_type] if answer_type is not None else [])
     submission = s.fields.get("submission")
     image = submission.get("image") if isinstance(submission, dict) else None
     # The question is its image in VizWiz ("VizWiz_val_00000000.jpg"): one unit per question either way.
@@ -343,14 +340,18 @@ def _convert_vizwiz(s: LoggedSample, state: dict[str, Any]) -> ConvertedItem:
 
 
 def _convert_chair(s: LoggedSample, state: dict[str, Any]) -> ConvertedItem:
+    from csr_bench.suites.chair import ChairSuite
+
     logged = s.metric("coco_cap_chair_i", "answer", "pred", "image_id")
     truth, mentioned = logged["answer"], logged["pred"]
     if not isinstance(truth, list) or not isinstance(mentioned, list):
         raise UserError(f"{s.where}: coco_cap_chair_i.answer and .pred must be lists of object names")
     hallucinated = [w for w in mentioned if w not in truth]
     gt = set(truth)
-    stats = [1.0, float(bool(hallucinated)), float(len(mentioned)), float(len(hallucinated)),
-             float(len(gt)), float(len(gt & set(mentioned))), 0.0]
+    stats = _stats(ChairSuite.stat_names, {
+        "captions": 1.0, "hallucinated_captions": float(bool(hallucinated)), "mentions": len(mentioned),
+        "hallucinated_mentions": len(hallucinated), "gt_objects": len(gt), "recalled_objects": len(gt & set(mentioned)),
+    })  # no "words": lmms-eval logs no caption length
     image_id = str(logged["image_id"])
     return ConvertedItem(image_id, image_id, stats, {"hallucinated": int(bool(hallucinated))},
                          {"mentioned": mentioned, "hallucinated": hallucinated})
@@ -384,11 +385,8 @@ def _convert_mmvet(s: LoggedSample, state: dict[str, Any]) -> ConvertedItem:
 
     logged = s.metric("gpt_eval_score", "question_id", "score", "capabilities")
     score = float(logged["score"])
-    values = {"score": score, "judged": 1.0}
-    for cap in str(logged["capabilities"]).split(","):
-        cap = cap.strip()
-        if cap in CAPABILITIES:
-            values.update({f"score_{cap}": score, f"judged_{cap}": 1.0})
+    capabilities = [cap.strip() for cap in str(logged["capabilities"]).split(",")]
+    values = _tallies("score", "judged", score, [cap for cap in capabilities if cap in CAPABILITIES])
     item_id = str(logged["question_id"])
     return ConvertedItem(item_id, item_id, _stats(STAT_NAMES, values), {"score": score})
 
@@ -495,6 +493,8 @@ class ConvertedLog:
     format: LmmsFormat
     task: str
     suite: Any
+    # The manifest's suite_config; `suite` is what `for_scoring` makes of it, as when the run is read back.
+    suite_config: dict[str, Any]
     samples: list[Sample]
     unit: str
     notes: list[str]
@@ -525,20 +525,22 @@ def convert_lmms_samples(
     with_doc = all(s.doc is not None for s in ordered)
     unit = fmt.unit_with_doc if with_doc else fmt.unit_without_doc
     notes: list[str] = []
+    lmms_config = {"variant": "lmms", "lmms_task": task, "lmms_format": fmt.name}
     if fmt.name == "mmbench_en_dev":
         suite, out = _convert_mmbench(ordered, source)
-        unit = "question"
+        suite_config = {**suite.config_dict(), **lmms_config}
     else:
         state: dict[str, Any] = {}
         pairs = [(s, c) for s in ordered if (c := fmt.convert(s, state)) is not None]
         if not pairs:
             raise UserError(f"{source}: no sample of this log is an item of our {fmt.suite} suite")
-        if state.get("skipped"):
-            notes.append(f"{state['skipped']} samples are not items of our {fmt.suite} suite (e.g. SEED video) and were left out")
-        items = [c for _, c in pairs]
+        if len(pairs) < len(ordered):
+            notes.append(f"{len(ordered) - len(pairs)} samples are not items of our {fmt.suite} suite (e.g. SEED video) "
+                         "and were left out")
         if fmt.name == "mme":
-            _check_mme_pairs(items, source)
-        suite = suites.get(fmt.suite).for_scoring(fmt.suite_config(items))
+            _check_mme_pairs(state["mme_pairs"], source)
+        suite_config = {**fmt.suite_config([c for _, c in pairs]), **lmms_config}
+        suite = suites.get(fmt.suite).for_scoring(suite_config)
         out = []
         seen: dict[str, str] = {}
         for s, c in pairs:
@@ -551,7 +553,7 @@ def convert_lmms_samples(
                               details={"doc_id": s.doc_id, **c.details}))
     if unit == "question" and fmt.unit_with_doc != "question":
         notes.append(f"the log has no docs, so each question is its own resampling unit (not its {fmt.unit_with_doc})")
-    return ConvertedLog(fmt, task, suite, out, unit, notes)
+    return ConvertedLog(fmt, task, suite, suite_config, out, unit, notes)
 
 
 def _convert_mmbench(ordered: Sequence[LoggedSample], source: str) -> tuple[Any, list[Sample]]:
@@ -576,7 +578,8 @@ def _convert_mmbench(ordered: Sequence[LoggedSample], source: str) -> tuple[Any,
         suite = MmbenchSuite()
         pairs = suite.read_predictions(tsv)
         samples = score_pairs(suite, pairs)
-    return suite, samples
+    # Prompt hashes would hash the temporary TSV's path; like the other formats, an imported sample has none.
+    return suite, [replace(s, prompt_hash=None) for s in samples]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -588,10 +591,9 @@ def converted_manifest(converted: ConvertedLog, *, model_name: str, source: str,
     from csr_bench.runner.store import package_versions
 
     suite = converted.suite
-    config = dict(suite.config_dict()) if hasattr(suite, "config_dict") else {}
     return RunManifest(
         suite=converted.format.suite,
-        suite_config={**config, "variant": "lmms", "lmms_task": converted.task, "lmms_format": converted.format.name},
+        suite_config=dict(converted.suite_config),
         model=model or {"name": model_name, "source": "lmms-eval", "samples": source, "fingerprint": model_name},
         seed=seed,
         stat_names=list(suite.stat_names),

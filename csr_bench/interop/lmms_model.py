@@ -112,7 +112,8 @@ class CsrBenchLmms(lmms):
     # -- lmms interface
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
-        prepared = []
+        # Requests with the same decoding options go to the adapter together.
+        groups: dict[tuple, list[tuple[int, GenRequest, tuple[str, ...]]]] = {}
         for i, request in enumerate(requests):
             context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
             gen_kwargs = dict(gen_kwargs or {})
@@ -130,12 +131,10 @@ class CsrBenchLmms(lmms):
                 "num_beams": int(gen_kwargs.get("num_beams") or 1),
             }
             message = self._message(context, self._visuals(doc_to_visual, doc_id, task, split))
-            prepared.append((i, GenRequest((message,), id=f"{task}/{doc_id}"), options, tuple(until)))
+            groups.setdefault(tuple(sorted(options.items())), []).append(
+                (i, GenRequest((message,), id=f"{task}/{doc_id}"), tuple(until)))
 
         outputs: list[str] = [""] * len(requests)
-        groups: dict[tuple, list[tuple[int, GenRequest, tuple[str, ...]]]] = {}
-        for i, req, options, until in prepared:
-            groups.setdefault(tuple(sorted(options.items())), []).append((i, req, until))
         for key, members in groups.items():
             texts = self.adapter.generate(
                 [req for _, req, _ in members], **dict(key), seed=self.seed, batch_size=self.batch_size_per_gpu,

@@ -8,7 +8,7 @@ run of the same model, task, limit and seed in the folder is reused, not recompu
 
 from __future__ import annotations
 
-import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -29,21 +29,21 @@ def require_lmms_eval() -> None:
 def _finished_run(out: Path, identity: dict[str, Any]) -> bool:
     from csr_bench.runner.store import check_run_folder
 
-    check_run_folder(out)  # not a run, a malformed manifest or a newer schema: one line, before lmms-eval starts
-    manifest_path = out / "manifest.json"
-    if not manifest_path.is_file():
+    # Not a run, a malformed manifest or a newer schema: one line, before lmms-eval starts.
+    manifest = check_run_folder(out)
+    if manifest is None:
         return False
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     previous = (manifest.get("config") or {}).get("lmms_run")
     if previous != identity or not manifest.get("finished"):
-        raise UserError(f"{manifest_path}: this folder holds a different run; choose another --out folder")
+        raise UserError(f"{out / 'manifest.json'}: this folder holds a different run; choose another --out folder")
     return True
 
 
 def _plain(value: Any) -> Any:
-    """lmms-eval's aggregate as JSON: floats and strings kept, anything else (e.g. 'N/A') as null or text."""
+    """lmms-eval's aggregate as JSON: numbers and strings kept, NaN and infinities (which JSON cannot hold) as null,
+    anything else (e.g. 'N/A') as text."""
     if isinstance(value, (int, float, str, bool)) or value is None:
-        return value if not isinstance(value, float) or value == value else None
+        return value if not isinstance(value, float) or math.isfinite(value) else None
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -75,8 +75,13 @@ class OpenAIJudge:
     def url(self) -> str:
         return f"{self.base_url}/chat/completions"
 
+    @property
+    def _shown_url(self) -> str:
+        """The URL as repr, error messages and manifests show it: without a user:password@ part."""
+        return url_without_credentials(self.url)
+
     def __repr__(self) -> str:  # never shows the key
-        return f"OpenAIJudge(model={self.model!r}, url={self.url!r})"
+        return f"OpenAIJudge(model={self.model!r}, url={self._shown_url!r})"
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "openai", "model": self.model, "url": url_without_credentials(self.base_url)}
@@ -104,7 +109,7 @@ class OpenAIJudge:
                 self.cache.put(key, request.to_dict(), text, model)
             return JudgeReply(text, model=model)
         if not self._reached and error.startswith("cannot connect"):
-            raise UserError(f"judge at {self.url} cannot be reached ({error}); check CSR_BENCH_JUDGE_URL")
+            raise UserError(f"judge at {self._shown_url} cannot be reached ({error}); check CSR_BENCH_JUDGE_URL")
         self.counters.failures += 1
         self.counters.errors.append(error)
         return JudgeReply(None, error=error)
@@ -126,7 +131,7 @@ class OpenAIJudge:
             if e.code == 429 or e.code >= 500:
                 raise _Retryable(f"HTTP {e.code}") from None
             if not answered_before and e.code in (401, 403, 404):
-                raise UserError(f"judge at {self.url} refused the request: HTTP {e.code} (check the key, model "
+                raise UserError(f"judge at {self._shown_url} refused the request: HTTP {e.code} (check the key, model "
                                 f"'{self.model}' and URL)") from None
             raise _Retryable(f"HTTP {e.code}") from None
         except (TimeoutError, socket.timeout):

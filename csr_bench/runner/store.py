@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from csr_bench.core.files import atomic_write_json, atomic_write_text, read_append_log
+from csr_bench.core.files import atomic_write_json, atomic_write_text, is_atomic_write_temporary, read_append_log
 from csr_bench.core.types import SCHEMA_VERSION, RunManifest, Sample
 from csr_bench.errors import UserError
 
@@ -38,10 +37,6 @@ SAMPLES = "samples.jsonl"
 METRICS = "metrics.json"
 SHARD_GLOB = "samples.shard-*-of-*.jsonl"
 
-# The temporary file a killed atomic write of one of the run's files leaves: atomic_write_text names it
-# ".<name>." + tempfile's random letters + ".tmp". Nothing else in a folder counts as a leftover of ours.
-_RUN_FILES_PATTERN = "|".join(re.escape(name) for name in (MANIFEST, SAMPLES, METRICS))
-_ATOMIC_LEFTOVER = re.compile(rf"\.(?:{_RUN_FILES_PATTERN})\.[A-Za-z0-9_]+\.tmp")
 
 
 def shard_file_name(rank: int, world_size: int) -> str:
@@ -134,7 +129,8 @@ def _check_schema(manifest: dict[str, Any], path: Path) -> None:
 
 def is_atomic_write_leftover(path: Path) -> bool:
     """A temporary file that a kill during an atomic write of manifest.json, samples.jsonl or metrics.json left."""
-    return _ATOMIC_LEFTOVER.fullmatch(path.name) is not None and path.is_file() and not path.is_symlink()
+    # Nothing else in a folder counts as a leftover of ours (a symlink named like one is content).
+    return not path.is_symlink() and any(is_atomic_write_temporary(path, of=name) for name in (MANIFEST, SAMPLES, METRICS))
 
 
 def _foreign_entries(d: Path) -> list[Path]:

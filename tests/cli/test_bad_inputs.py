@@ -317,6 +317,11 @@ def _eval_unknown_model(ws: Workspace) -> list[str]:
     return args
 
 
+def _eval_lmms_with_native_options(ws: Workspace) -> list[str]:
+    return ["eval", "--backend", "lmms-eval", "--model", "tiny", "--task", "pope", "--world", str(ws.root / "data"),
+            "--sample", "--out", str(ws.results)]
+
+
 def _eval_bad_seeds(ws: Workspace) -> list[str]:
     return [*ws.pope_data(), "--seeds", "0,one"]
 
@@ -519,6 +524,8 @@ CATALOGUE: list[BadInput] = [
              "unknown suite 'popee'; did you mean pope?", _eval_unknown_suite),
     BadInput("eval-unknown-model", "`eval --model tinyy` (a model spec that names nothing)",
              "tinyy: model not found", _eval_unknown_model),
+    BadInput("eval-lmms-native-options", "`eval --backend lmms-eval` with `--world` and `--sample` (options the lmms-eval task sets)",
+             "--world, --sample: not used with --backend lmms-eval", _eval_lmms_with_native_options),
     BadInput("eval-bad-seeds", "`eval --seeds 0,one`",
              "--seeds '0,one': expected comma-separated integers", _eval_bad_seeds),
     BadInput("eval-duplicate-question-id", "`eval`: a POPE question file with a question id twice",

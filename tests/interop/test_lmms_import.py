@@ -167,3 +167,73 @@ def test_mme_split_pair_is_refused(tmp_path):
 def test_every_format_is_one_of_the_ten_suites():
     assert {f.suite for f in LMMS_FORMATS.values()} == {
         "pope", "mme", "mmbench", "seed_bench", "scienceqa", "gqa", "vizwiz", "llava_wild", "mmvet", "chair"}
+
+
+def _reloaded_metrics(run_dir: Path) -> dict:
+    """The metrics a run folder's own manifest and samples give when read back (as compare and report read it)."""
+    from csr_bench.runner.scoring import summarize
+    from csr_bench.runner.store import load_run
+
+    run = load_run(run_dir)
+    return summarize(run.suite_object(), run.samples, n_resamples=100)["metrics"]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_imported_run_reads_back_with_the_same_metrics(task, tmp_path):
+    """Every format writes a manifest whose suite_config rebuilds the suite that scored it."""
+    from csr_bench.interop.lmms_import import import_lmms_samples
+
+    summary = import_lmms_samples(LOGS / f"samples_{task}.jsonl", task, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"] == summary["metrics"]
+    assert _reloaded_metrics(tmp_path / "run") == summary["metrics"]
+
+
+def _judged_and_caption_logs() -> dict[str, list[dict]]:
+    """In-memory logs in the fields lmms-eval 0.7.3's process_results log for the formats without fixture logs."""
+    chair = [{"doc_id": i, "filtered_resps": [f"caption {i}"],
+              "coco_cap_chair_i": {"image_id": 100 + i, "answer": ["dog", "cat", "car"][: 1 + i % 3],
+                                   "pred": ["dog", "bus", "cat"][: i % 4]}} for i in range(7)]
+    llava = [{"doc_id": i, "filtered_resps": ["answer"], "doc": {"question_id": 10 + i},
+              "gpt_eval_llava_all": {"scores": [-1, -1] if i == 4 else [8, 1 + i % 9],
+                                     "category": ("llava_bench_conv", "llava_bench_detail", "llava_bench_complex")[i % 3]}}
+             for i in range(9)]
+    mmvet = [{"doc_id": i, "filtered_resps": ["answer"],
+              "gpt_eval_score": {"question_id": f"v{i}", "score": i / 8, "capabilities": ("rec,ocr", "know", "math")[i % 3]}}
+             for i in range(8)]
+    mmbench = [{"doc_id": i, "filtered_resps": ["A"],
+                "gpt_eval_score": {"index": i % 3 + 1_000_000 * (i // 3), "question": f"question {i % 3}", "answer": "A",
+                                   "A": "red", "B": "blue", "category": "color", "L2-category": "attribute",
+                                   "prediction": ("A", "B", "A")[i % 3]}} for i in range(6)]
+    return {"coco_cap_chair": chair, "llava_in_the_wild": llava, "mmvet": mmvet, "mmbench_en_dev": mmbench}
+
+
+@pytest.mark.parametrize("task", ["coco_cap_chair", "llava_in_the_wild", "mmvet", "mmbench_en_dev"])
+def test_formats_without_fixture_logs_write_runs_that_read_back(task, tmp_path):
+    from csr_bench.interop.lmms_import import converted_manifest
+    from csr_bench.runner.store import write_run_atomically
+
+    records = _judged_and_caption_logs()[task]
+    converted = [convert_lmms_samples(samples_from_memory(records), task, source="memory") for _ in range(2)]
+    # Converting the same log twice gives the same samples (MMBench's are scored through a temporary TSV).
+    assert [s.to_json() for s in converted[0].samples] == [s.to_json() for s in converted[1].samples]
+    summary = converted_metrics(converted[0])
+    write_run_atomically(tmp_path / "run", converted_manifest(converted[0], model_name="m", source="memory"),
+                         converted[0].samples, summary)
+    assert _reloaded_metrics(tmp_path / "run") == summary["metrics"]
+    if task == "coco_cap_chair":  # CHAIR_i: logged objects not in the ground truth / logged objects
+        logged = [r["coco_cap_chair_i"] for r in records]
+        mentions = sum(len(r["pred"]) for r in logged)
+        hallucinated = sum(w not in r["answer"] for r in logged for w in r["pred"])
+        assert summary["metrics"]["CHAIR_i"] == pytest.approx(hallucinated / mentions)
+    if task == "llava_in_the_wild":  # LLaVA's relative score over the reviews that gave scores
+        scores = [r["gpt_eval_llava_all"]["scores"] for r in records if r["gpt_eval_llava_all"]["scores"][0] >= 0]
+        assert summary["metrics"]["score"] == pytest.approx(100 * sum(m for _, m in scores) / sum(r for r, _ in scores))
+
+
+def test_lmms_aggregate_is_kept_as_strict_json():
+    """lmms-eval's aggregate goes into metrics.json, which holds no NaN or infinity: those become null."""
+    from csr_bench.interop.lmms_run import _plain
+
+    aggregate = _plain({"acc": 0.5, "n": 3, "nan": float("nan"), "inf": float("inf"), "stderr": "N/A", "ok": True})
+    assert aggregate == {"acc": 0.5, "n": 3, "nan": None, "inf": None, "stderr": "N/A", "ok": True}
+    json.dumps(aggregate, allow_nan=False)

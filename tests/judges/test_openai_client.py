@@ -75,6 +75,16 @@ def test_unreachable_url_is_one_clear_user_error(tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_credentials_in_the_url_are_not_shown(tmp_path):
+    """A user:password@ part of the judge URL stays out of repr and error messages, as out of describe()."""
+    url = f"http://user:s3cret@127.0.0.1:{free_port()}/v1"
+    judge = OpenAIJudge("m", base_url=url, cache_dir=tmp_path, max_retries=0, backoff=0.0)
+    assert "s3cret" not in repr(judge) and "127.0.0.1" in repr(judge)
+    with pytest.raises(UserError, match="cannot be reached") as e:
+        judge.complete(JudgeRequest.user("x"))
+    assert "s3cret" not in str(e.value) and "127.0.0.1" in str(e.value)
+
+
 def test_refused_key_before_any_success_is_a_user_error(tmp_path):
     with ChatServer(lambda body: ("status", 401)) as server:
         with pytest.raises(UserError, match="HTTP 401"):
