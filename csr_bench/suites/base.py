@@ -54,6 +54,15 @@ def ratio(num: int | Sequence[int], den: int | Sequence[int], scale: float = 1.0
     return fn
 
 
+def group_ratios(stat_names: Sequence[str], groups: Sequence[str], value: str, count: str, *, name: str,
+                 description: str, scale: float = 100.0) -> list["Metric"]:
+    """One ratio metric per group: column f"{value}_{group}" over f"{count}_{group}" of `stat_names`, found by
+    name. `name` and `description` are formatted with the group (e.g. "acc_{}")."""
+    return [Metric(name.format(g), ratio(stat_names.index(f"{value}_{g}"), stat_names.index(f"{count}_{g}"), scale),
+                   description=description.format(g))
+            for g in groups]
+
+
 class Suite:
     """Base class of every suite. Subclasses set the class attributes and implement the methods."""
 

@@ -36,7 +36,7 @@ from csr_bench.core.files import path_inside, read_json
 from csr_bench.core.registry import suite
 from csr_bench.core.types import Item
 from csr_bench.errors import UserError
-from csr_bench.suites.base import Metric, Scored, ratio
+from csr_bench.suites.base import Metric, Scored, group_ratios, ratio
 from csr_bench.suites.suite_data import (
     Question,
     QuestionSuite,
@@ -83,9 +83,8 @@ def _metrics() -> list[Metric]:
                      description="accuracy on binary (non-query) questions, percent"))
     ms.append(Metric("open", ratio(_column("correct_query"), _column("count_query"), 100.0),
                      description="accuracy on open (query) questions, percent"))
-    for t in STRUCTURAL + SEMANTIC:
-        ms.append(Metric(f"acc_{t}", ratio(_column(f"correct_{t}"), _column(f"count_{t}"), 100.0),
-                         description=f"accuracy on {t} questions, percent"))
+    ms += group_ratios(STAT_NAMES, STRUCTURAL + SEMANTIC, "correct", "count", name="acc_{}",
+                       description="accuracy on {} questions, percent")
     return ms
 
 

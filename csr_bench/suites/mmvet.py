@@ -39,7 +39,7 @@ from csr_bench.core.registry import suite
 from csr_bench.core.types import Item
 from csr_bench.errors import UserError
 from csr_bench.judges import Judge, JudgeReply, JudgeRequest
-from csr_bench.suites.base import Metric, Scored, ratio
+from csr_bench.suites.base import Metric, Scored, group_ratios, ratio
 from csr_bench.suites.suite_data import (
     Question,
     JudgedQuestionSuite,
@@ -111,9 +111,8 @@ def grading_requests(variant: str, question: str, answer: str, prediction: str) 
 
 def _metrics() -> list[Metric]:
     ms = [Metric("score", ratio(0, 1, 100.0), description="100 x mean grade over judged questions")]
-    for i, cap in enumerate(CAPABILITIES):
-        c = 3 + 2 * i
-        ms.append(Metric(f"cap_{cap}", ratio(c, c + 1, 100.0), description=f"100 x mean grade on {cap} questions"))
+    ms += group_ratios(STAT_NAMES, CAPABILITIES, "score", "judged", name="cap_{}",
+                       description="100 x mean grade on {} questions")
     ms.append(Metric("judge_missing", lambda s: s[..., 2], higher_is_better=False,
                      description="questions without a usable grade (left out of the scores)"))
     return ms

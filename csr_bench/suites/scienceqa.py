@@ -36,7 +36,7 @@ from csr_bench.core.files import path_inside, read_json
 from csr_bench.core.registry import suite
 from csr_bench.core.types import Item
 from csr_bench.errors import UserError
-from csr_bench.suites.base import Metric, Scored, ratio
+from csr_bench.suites.base import Metric, Scored, group_ratios, ratio
 from csr_bench.suites.suite_data import (
     Question,
     QuestionSuite,
@@ -93,9 +93,8 @@ def correct_lmms(output: str, answer_index: int) -> bool:
 
 def _metrics() -> list[Metric]:
     ms = [Metric("accuracy", ratio(0, 1, 100.0), description="correct / image questions, percent")]
-    for i, sub in enumerate(SUBJECTS.values()):
-        c = 3 + 2 * i
-        ms.append(Metric(f"acc_{sub}", ratio(c, c + 1, 100.0), description=f"accuracy on {sub} science, percent"))
+    ms += group_ratios(STAT_NAMES, list(SUBJECTS.values()), "correct", "count", name="acc_{}",
+                       description="accuracy on {} science, percent")
     ms.append(Metric("failed", ratio(2, 1, 100.0), higher_is_better=False,
                      description="answers with no extractable option letter, percent (llava variant)"))
     return ms

@@ -32,7 +32,7 @@ from csr_bench.core.files import path_inside, read_json
 from csr_bench.core.registry import suite
 from csr_bench.core.types import Item
 from csr_bench.errors import UserError
-from csr_bench.suites.base import Metric, Scored, ratio
+from csr_bench.suites.base import Metric, Scored, group_ratios, ratio
 from csr_bench.suites.suite_data import (
     Question,
     QuestionSuite,
@@ -86,9 +86,8 @@ SCORERS = {"llava": correct_llava, "lmms": correct_lmms}
 
 def _metrics() -> list[Metric]:
     metrics = [Metric("accuracy", ratio(0, 1, 100.0), description="correct / image questions, percent")]
-    for i, dim in enumerate(DIMENSIONS.values()):
-        c = 2 + 2 * i
-        metrics.append(Metric(f"acc_{dim}", ratio(c, c + 1, 100.0), description=f"accuracy on {dim}, percent"))
+    metrics += group_ratios(STAT_NAMES, list(DIMENSIONS.values()), "correct", "count", name="acc_{}",
+                            description="accuracy on {}, percent")
     return metrics
 
 

@@ -34,7 +34,7 @@ from csr_bench.core.files import path_inside, read_json
 from csr_bench.core.registry import suite
 from csr_bench.core.types import Item
 from csr_bench.errors import UserError
-from csr_bench.suites.base import Metric, Scored, ratio
+from csr_bench.suites.base import Metric, Scored, group_ratios, ratio
 from csr_bench.suites.suite_data import (
     Question,
     QuestionSuite,
@@ -57,9 +57,8 @@ PARQUET_COLUMNS = ("question_id", "image", "question", "answers")
 
 def _metrics() -> list[Metric]:
     ms = [Metric("accuracy", ratio(0, 1, 100.0), description="VQA accuracy, percent")]
-    for i, t in enumerate(ANSWER_TYPES.values()):
-        c = 2 + 2 * i
-        ms.append(Metric(f"acc_{t}", ratio(c, c + 1, 100.0), description=f"VQA accuracy on {t} questions, percent"))
+    ms += group_ratios(STAT_NAMES, list(ANSWER_TYPES.values()), "score", "count", name="acc_{}",
+                       description="VQA accuracy on {} questions, percent")
     return ms
 
 
