@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from csr_bench.core.files import path_inside, read_json
+from csr_bench.core.files import path_inside
 from csr_bench.core.registry import suite
 from csr_bench.core.types import Item
 from csr_bench.errors import UserError
@@ -44,6 +44,7 @@ from csr_bench.suites.suite_data import (
     default_image_cache,
     image_cell_to_file,
     is_table_source,
+    read_keyed_questions,
     read_table,
     require_path,
 )
@@ -112,16 +113,11 @@ class GQASuite(QuestionSuite):
 
     def _load_official(self, path: Path, image_root: str | Path | None) -> None:
         self.source = str(path)
-        data = read_json(path, "GQA questions file")
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: expected an object keyed by question id (GQA questions format)")
+        data = read_keyed_questions(path, "GQA questions file", "GQA questions format", ("imageId", "question", "answer"))
         root = Path(image_root) if image_root is not None else path.parent / "images"
         self._data_files = [path]
         rows = []
         for qid, q in data.items():
-            for key in ("imageId", "question", "answer"):
-                if not isinstance(q, dict) or key not in q:
-                    raise UserError(f"{path}: question '{qid}' has no key '{key}'")
             where = f"{path}: question '{qid}'"
             rows.append((str(qid), q, path_inside(root, f"{q['imageId']}.jpg", where), where))
         self._build(rows)

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from csr_bench.core.files import path_inside, read_json
+from csr_bench.core.files import path_inside
 from csr_bench.core.registry import suite
 from csr_bench.core.types import Item
 from csr_bench.errors import UserError
@@ -47,6 +47,7 @@ from csr_bench.suites.suite_data import (
     default_image_cache,
     image_cell_to_file,
     is_table_source,
+    read_keyed_questions,
     read_table,
     require_path,
 )
@@ -145,16 +146,12 @@ class MMVetSuite(JudgedQuestionSuite):
 
     def _load_official(self, path: Path, image_root: str | Path | None) -> None:
         self.source = str(path)
-        data = read_json(path, "MM-Vet mm-vet.json")
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: expected an object keyed by question id (mm-vet.json)")
+        data = read_keyed_questions(path, "MM-Vet mm-vet.json", "mm-vet.json",
+                                    ("imagename", "capability", "question", "answer"))
         root = Path(image_root) if image_root is not None else path.parent / "images"
         self._data_files = [path]
         rows = []
         for qid, q in data.items():
-            for key in ("imagename", "capability", "question", "answer"):
-                if not isinstance(q, dict) or key not in q:
-                    raise UserError(f"{path}: question '{qid}' has no key '{key}'")
             where = f"{path}: question '{qid}'"
             rows.append((where, str(qid), path_inside(root, str(q["imagename"]), where), q))
         self._build(rows)

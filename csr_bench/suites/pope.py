@@ -46,6 +46,7 @@ from csr_bench.core.registry import suite
 from csr_bench.core.types import ImagePart, Item, Message
 from csr_bench.errors import UserError
 from csr_bench.suites.base import Metric, Scored, Suite, ratio
+from csr_bench.suites.suite_data import check_answers_match
 
 # ---------------------------------------------------------------------------------------------------------
 # Answer parsers
@@ -262,18 +263,9 @@ class PopeSuite(Suite):
                 raise UserError(f"{answers}:{lineno}: duplicate question_id {qid} (first on line {found[qid][0]})")
             found[qid] = (lineno, text)
         question_ids = [q["id"] for q in self._questions]
-        missing = [i for i in question_ids if i not in found]
-        unexpected = sorted(set(found) - set(question_ids))
-        if missing or unexpected:
-            parts = []
-            if missing:
-                parts.append(f"no answer for question_id {_few(missing)}")
-            if unexpected:
-                parts.append(f"question_id {_few(unexpected)} not in the questions")
-            raise UserError(
-                f"{answers} has {len(found)} answers but {self.questions_path} has {n_questions} questions; "
-                + "; ".join(parts)
-            )
+        check_answers_match(answers, self.questions_path, n_answers=len(found), n_questions=n_questions,
+                            missing=[i for i in question_ids if i not in found],
+                            unexpected=sorted(set(found) - set(question_ids)), id_label="question_id")
         return {qid: found[qid][1] for qid in question_ids}
 
     def score(self, item: Item, output: str | None) -> Scored:
@@ -292,11 +284,6 @@ class PopeSuite(Suite):
             stats=stats,
             details={"parsed": parsed, "label": label},
         )
-
-
-def _few(ids: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(ids[:limit])
-    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 # ---------------------------------------------------------------------------------------------------------

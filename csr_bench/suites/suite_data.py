@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Sequence
 
-from csr_bench.core.files import read_jsonl
+from csr_bench.core.files import read_json, read_jsonl
 from csr_bench.core.types import ImagePart, Item, Message
 from csr_bench.errors import UserError
 from csr_bench.suites.base import Suite
@@ -260,22 +260,27 @@ def match_answers(
             raise UserError(f"{where}: duplicate question id {qid} (first at {found[qid][0]})")
         found[qid] = (where, text)
     wanted = set(question_ids)
-    missing = [q for q in question_ids if q not in found]
-    unexpected = [q for q in found if q not in wanted]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"no answer for question id {_few(missing)}")
-        if unexpected:
-            parts.append(f"question id {_few(unexpected)} not in the questions")
-        raise UserError(
-            f"{answers_path} has {len(found)} answers but {questions_path} has {len(question_ids)} questions; "
-            + "; ".join(parts)
-        )
+    check_answers_match(answers_path, questions_path, n_answers=len(found), n_questions=len(question_ids),
+                        missing=[q for q in question_ids if q not in found],
+                        unexpected=[q for q in found if q not in wanted])
     return {q: found[q][1] for q in question_ids}
 
 
-def _few(ids: Sequence[str], limit: int = 5) -> str:
+def check_answers_match(answers_path: Any, questions_path: Any, *, n_answers: int, n_questions: int,
+                        missing: Sequence[Any], unexpected: Sequence[Any], id_label: str = "question id") -> None:
+    """One UserError naming both files, both counts and a few of the ids that differ, unless none do."""
+    if not (missing or unexpected):
+        return
+    parts = []
+    if missing:
+        parts.append(f"no answer for {id_label} {_few(missing)}")
+    if unexpected:
+        parts.append(f"{id_label} {_few(unexpected)} not in the questions")
+    raise UserError(f"{answers_path} has {n_answers} answers but {questions_path} has {n_questions} questions; "
+                    + "; ".join(parts))
+
+
+def _few(ids: Sequence[Any], limit: int = 5) -> str:
     shown = ", ".join(map(str, ids[:limit]))
     return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
@@ -353,6 +358,19 @@ class JudgedQuestionSuite(QuestionSuite):
 
     def config_dict(self) -> dict[str, Any]:
         return {"variant": self.variant, "judge": self.judge}
+
+
+def read_keyed_questions(path: Path, what: str, fmt: str, required: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """An official file mapping question id -> record (GQA questions, mm-vet.json); every record must hold
+    `required` (else a UserError naming the question and the key)."""
+    data = read_json(path, what)
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected an object keyed by question id ({fmt})")
+    for qid, q in data.items():
+        for key in required:
+            if not isinstance(q, dict) or key not in q:
+                raise UserError(f"{path}: question '{qid}' has no key '{key}'")
+    return data
 
 
 def require_path(path: str | os.PathLike, what: str) -> Path:
